@@ -1,0 +1,25 @@
+//! Generates the gRPC code and the descriptor set from `proto/` with protox, so the build
+//! needs no system `protoc`.
+
+use std::path::PathBuf;
+
+use prost::Message as _;
+
+fn main() -> anyhow::Result<()> {
+    let protos = [
+        "proto/consentledger/v1/events.proto",
+        "proto/consentledger/v1/ledger.proto",
+    ];
+    println!("cargo:rerun-if-changed=proto");
+    let descriptors = protox::compile(protos, ["proto"])?;
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out_dir.join("consentledger_descriptor.bin"),
+        descriptors.encode_to_vec(),
+    )?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(descriptors)?;
+    Ok(())
+}

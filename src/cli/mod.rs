@@ -1,0 +1,92 @@
+//! Client-side commands: talk to a running server over gRPC, reading and printing messages
+//! in the protobuf JSON mapping (the same JSON `grpcurl` uses).
+
+use anyhow::{bail, Context};
+use prost::Message;
+use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::proto::v1 as pb;
+use crate::proto::v1::ledger_service_client::LedgerServiceClient;
+use crate::proto::FILE_DESCRIPTOR_SET;
+
+/// Connects to the server at `url` (e.g. `http://127.0.0.1:50051`).
+pub async fn connect(url: &str) -> anyhow::Result<LedgerServiceClient<Channel>> {
+    let channel = Endpoint::from_shared(url.to_owned())
+        .with_context(|| format!("{url} is not a valid server URL"))?
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to {url}"))?;
+    Ok(LedgerServiceClient::new(channel))
+}
+
+fn descriptor(name: &str) -> anyhow::Result<MessageDescriptor> {
+    let pool =
+        DescriptorPool::decode(FILE_DESCRIPTOR_SET).context("bad embedded descriptor set")?;
+    pool.get_message_by_name(name)
+        .with_context(|| format!("no message {name} in the descriptor set"))
+}
+
+/// Parses a message of type `T` (named `name` in the proto package) from its JSON form.
+pub fn from_json<T: Message + Default>(name: &str, json: &str) -> anyhow::Result<T> {
+    let mut deserializer = serde_json::Deserializer::from_str(json);
+    let dynamic = DynamicMessage::deserialize(descriptor(name)?, &mut deserializer)
+        .with_context(|| format!("not a valid {name} in JSON"))?;
+    deserializer
+        .end()
+        .with_context(|| format!("trailing characters after the {name}"))?;
+    Ok(T::decode(dynamic.encode_to_vec().as_slice())?)
+}
+
+/// Renders a message of type `T` (named `name`) as pretty JSON.
+pub fn to_json<T: Message>(name: &str, message: &T) -> anyhow::Result<String> {
+    let dynamic = DynamicMessage::decode(descriptor(name)?, message.encode_to_vec().as_slice())?;
+    Ok(serde_json::to_string_pretty(&dynamic)?)
+}
+
+/// Reads events for `append`: one JSON object per line, or a single JSON object.
+pub fn parse_events(text: &str) -> anyhow::Result<Vec<pb::Event>> {
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        bail!("no event given");
+    }
+    if !trimmed.contains('\n') {
+        return Ok(vec![from_json("consentledger.v1.Event", trimmed)?]);
+    }
+    trimmed
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(n, line)| {
+            from_json("consentledger.v1.Event", line).with_context(|| format!("line {}", n + 1))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_mapping_round_trips() {
+        let event: pb::Event = from_json(
+            "consentledger.v1.Event",
+            r#"{"contactId":"crm-1","occurredAt":"2026-01-02T03:04:05Z","consentGranted":{"purpose":"email_marketing","channel":"email","method":"CONSENT_METHOD_CHECKBOX","notice":{"id":"n","version":"3"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(event.contact_id, "crm-1");
+        assert!(matches!(
+            event.kind,
+            Some(pb::event::Kind::ConsentGranted(_))
+        ));
+        let json = to_json("consentledger.v1.Event", &event).unwrap();
+        assert!(json.contains("CONSENT_METHOD_CHECKBOX"), "{json}");
+        assert!(
+            parse_events("{\"contactId\": \"a\"}\n{\"contactId\": \"b\"}\n")
+                .unwrap()
+                .len()
+                == 2
+        );
+        assert!(from_json::<pb::Event>("consentledger.v1.Event", r#"{"nope":1}"#).is_err());
+    }
+}

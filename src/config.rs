@@ -1,0 +1,50 @@
+//! Server configuration: where to listen and store, and the limits every request meets.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Limits applied to every request. Each error that enforces one names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest encoded request message accepted, in bytes (`max_message_bytes`).
+    pub max_message_bytes: usize,
+    /// Most events in one `AppendBatch` (`max_batch_events`).
+    pub max_batch_events: usize,
+    /// Most concurrent HTTP/2 streams per connection (`max_concurrent_streams`).
+    pub max_concurrent_streams: u32,
+    /// Longest a request may run before it is cancelled (`request_timeout`).
+    pub request_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 4 * 1024 * 1024,
+            max_batch_events: 10_000,
+            max_concurrent_streams: 256,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Everything `serve` needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// RocksDB data directory (created if missing).
+    pub data_dir: PathBuf,
+    /// Request limits.
+    pub limits: Limits,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            data_dir: PathBuf::from("./data"),
+            limits: Limits::default(),
+        }
+    }
+}

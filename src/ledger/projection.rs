@@ -1,0 +1,396 @@
+//! The fold of a contact's entries into its current state, and the rules an event must
+//! meet given that state (a contact is registered once, a double opt-in confirms a token
+//! that was sent, a restriction is lifted only while active).
+//!
+//! The state keeps, for every fact, a reference to the entry that established it, so a
+//! decision can cite its evidence. Folding is deterministic: no clock, no randomness.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::entry::{Entry, Hash, ZERO_HASH};
+use crate::model::{
+    ChannelId, ConsentMethod, Country, EventKind, LegalBasis, ObjectionScope, PurposeId, Region,
+    Relationship, RestrictionGround,
+};
+
+/// Points at the entry that established a fact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvidenceRef {
+    /// Global sequence number.
+    pub seq: u64,
+    /// Contact sequence number.
+    pub contact_seq: u64,
+    /// Entry hash.
+    #[serde(with = "hex_hash")]
+    pub hash: Hash,
+    /// When the fact happened.
+    pub occurred_at: DateTime<Utc>,
+    /// When the ledger recorded it.
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// The lawful basis currently recorded for a purpose.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BasisState {
+    /// The purpose.
+    pub purpose: PurposeId,
+    /// The basis.
+    pub basis: LegalBasis,
+    /// The entry that recorded it.
+    pub evidence: EvidenceRef,
+}
+
+/// The latest consent events for one purpose on one channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentState {
+    /// The purpose.
+    pub purpose: PurposeId,
+    /// The channel.
+    pub channel: ChannelId,
+    /// The latest grant, if any.
+    pub granted: Option<Grant>,
+    /// The latest withdrawal, if any.
+    pub withdrawn: Option<EvidenceRef>,
+}
+
+/// A consent grant as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    /// How it was given.
+    pub method: ConsentMethod,
+    /// Fixed end of validity.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The grant entry.
+    pub evidence: EvidenceRef,
+}
+
+/// The double opt-in progress for one purpose on one channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DoubleOptInState {
+    /// The purpose.
+    pub purpose: PurposeId,
+    /// The channel.
+    pub channel: ChannelId,
+    /// Token digests sent and not yet confirmed, with their request entries.
+    pub pending: Vec<(String, EvidenceRef)>,
+    /// The latest confirmation.
+    pub confirmed: Option<EvidenceRef>,
+}
+
+/// An objection on record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Objection {
+    /// What it covers.
+    pub scope: ObjectionScope,
+    /// The entry that recorded it.
+    pub evidence: EvidenceRef,
+}
+
+/// A restriction of processing in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Restriction {
+    /// Art. 18(1) ground.
+    pub ground: RestrictionGround,
+    /// The entry that applied it.
+    pub evidence: EvidenceRef,
+}
+
+/// A contact's current state, folded from its entries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactState {
+    /// Contact sequence number of the last entry.
+    pub head_contact_seq: u64,
+    /// Hash of the last entry.
+    #[serde(with = "hex_hash")]
+    pub head_hash: Hash,
+    /// The registration entry.
+    pub registered: EvidenceRef,
+    /// Current country.
+    pub country: Country,
+    /// Current region.
+    pub region: Option<Region>,
+    /// Current relationship.
+    pub relationship: Relationship,
+    /// The entry that set the current country (registration or the latest move).
+    pub country_evidence: EvidenceRef,
+    /// Latest recorded basis per purpose.
+    pub bases: Vec<BasisState>,
+    /// Latest consent events per purpose and channel.
+    pub consents: Vec<ConsentState>,
+    /// Double opt-in progress per purpose and channel.
+    pub double_opt_ins: Vec<DoubleOptInState>,
+    /// Every objection recorded (objections are never lifted, only superseded by new
+    /// consent where the law allows).
+    pub objections: Vec<Objection>,
+    /// Restrictions in force.
+    pub restrictions: Vec<Restriction>,
+    /// Acquisition records.
+    pub acquisitions: Vec<EvidenceRef>,
+    /// The latest entry that carried personal data.
+    pub personal_data: Option<EvidenceRef>,
+}
+
+/// An event that cannot apply to the contact as it stands.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    /// Any event but a registration for a contact with no entries.
+    #[error("contact is not registered: its first event must be contact_registered")]
+    NotRegistered,
+    /// A second registration.
+    #[error("contact is already registered (contact seq 1); record changes with profile_updated")]
+    AlreadyRegistered,
+    /// A region that does not belong to the contact's country after the change.
+    #[error("region {region} does not belong to country {country}")]
+    RegionOutsideCountry {
+        /// The region.
+        region: String,
+        /// The country.
+        country: String,
+    },
+    /// A confirmation with a token no request sent.
+    #[error("no pending double_opt_in_requested for purpose {purpose} on channel {channel} has this token_sha256")]
+    UnknownDoubleOptInToken {
+        /// The purpose.
+        purpose: String,
+        /// The channel.
+        channel: String,
+    },
+    /// Lifting a restriction that is not in force.
+    #[error("no restriction in force was applied at contact seq {0}")]
+    NoSuchRestriction(u64),
+}
+
+impl ApplyError {
+    /// The request field the error is about, as a path in the API's `Event`.
+    pub fn field(&self) -> &'static str {
+        match self {
+            Self::NotRegistered | Self::AlreadyRegistered => "contact_id",
+            Self::RegionOutsideCountry { .. } => "profile_updated.region",
+            Self::UnknownDoubleOptInToken { .. } => "double_opt_in_confirmed.token_sha256",
+            Self::NoSuchRestriction(_) => "restriction_lifted.restriction_contact_seq",
+        }
+    }
+}
+
+/// Folds `entry` into `state` (`None` for a contact without entries) and returns the new
+/// state, or why the entry cannot apply. `hash` is the entry's hash.
+pub fn apply(
+    state: Option<&ContactState>,
+    entry: &Entry,
+    hash: Hash,
+) -> Result<ContactState, ApplyError> {
+    let evidence = EvidenceRef {
+        seq: entry.seq,
+        contact_seq: entry.contact_seq,
+        hash,
+        occurred_at: entry.body.occurred_at,
+        recorded_at: entry.body.recorded_at,
+    };
+    let mut next = match (state, &entry.body.event) {
+        (
+            None,
+            EventKind::ContactRegistered {
+                country,
+                region,
+                relationship,
+            },
+        ) => ContactState {
+            head_contact_seq: 0,
+            head_hash: ZERO_HASH,
+            registered: evidence,
+            country: *country,
+            region: region.clone(),
+            relationship: *relationship,
+            country_evidence: evidence,
+            bases: Vec::new(),
+            consents: Vec::new(),
+            double_opt_ins: Vec::new(),
+            objections: Vec::new(),
+            restrictions: Vec::new(),
+            acquisitions: Vec::new(),
+            personal_data: None,
+        },
+        (None, _) => return Err(ApplyError::NotRegistered),
+        (Some(_), EventKind::ContactRegistered { .. }) => {
+            return Err(ApplyError::AlreadyRegistered)
+        }
+        (Some(state), event) => {
+            let mut next = state.clone();
+            next.fold(event, evidence)?;
+            next
+        }
+    };
+    if entry.body.personal_data_sha256.is_some() {
+        next.personal_data = Some(evidence);
+    }
+    next.head_contact_seq = entry.contact_seq;
+    next.head_hash = hash;
+    Ok(next)
+}
+
+impl ContactState {
+    fn fold(&mut self, event: &EventKind, evidence: EvidenceRef) -> Result<(), ApplyError> {
+        match event {
+            EventKind::ContactRegistered { .. } => return Err(ApplyError::AlreadyRegistered),
+            EventKind::ProfileUpdated(change) => {
+                if let Some(country) = change.country {
+                    if country != self.country {
+                        self.country = country;
+                        self.country_evidence = evidence;
+                        self.region = None;
+                    }
+                }
+                if let Some(region) = &change.region {
+                    if !region.belongs_to(self.country) {
+                        return Err(ApplyError::RegionOutsideCountry {
+                            region: region.as_str().to_owned(),
+                            country: self.country.to_string(),
+                        });
+                    }
+                    self.region = Some(region.clone());
+                }
+                if let Some(relationship) = change.relationship {
+                    self.relationship = relationship;
+                }
+            }
+            EventKind::LegalBasisRecorded { purpose, basis, .. } => {
+                let basis = BasisState {
+                    purpose: purpose.clone(),
+                    basis: *basis,
+                    evidence,
+                };
+                match self.bases.iter_mut().find(|b| b.purpose == *purpose) {
+                    Some(existing) => *existing = basis,
+                    None => self.bases.push(basis),
+                }
+            }
+            EventKind::AcquisitionRecorded { .. } => self.acquisitions.push(evidence),
+            EventKind::ConsentGranted {
+                purpose,
+                channel,
+                method,
+                expires_at,
+                ..
+            } => {
+                self.consent_mut(purpose, channel).granted = Some(Grant {
+                    method: *method,
+                    expires_at: *expires_at,
+                    evidence,
+                });
+            }
+            EventKind::ConsentWithdrawn {
+                purpose, channel, ..
+            } => {
+                self.consent_mut(purpose, channel).withdrawn = Some(evidence);
+            }
+            EventKind::DoubleOptInRequested {
+                purpose,
+                channel,
+                token_sha256,
+                ..
+            } => {
+                self.double_opt_in_mut(purpose, channel)
+                    .pending
+                    .push((token_sha256.clone(), evidence));
+            }
+            EventKind::DoubleOptInConfirmed {
+                purpose,
+                channel,
+                token_sha256,
+                ..
+            } => {
+                let doi = self.double_opt_in_mut(purpose, channel);
+                let Some(at) = doi.pending.iter().position(|(t, _)| t == token_sha256) else {
+                    return Err(ApplyError::UnknownDoubleOptInToken {
+                        purpose: purpose.to_string(),
+                        channel: channel.to_string(),
+                    });
+                };
+                doi.pending.remove(at);
+                doi.confirmed = Some(evidence);
+            }
+            EventKind::ObjectionRecorded { scope } => self.objections.push(Objection {
+                scope: scope.clone(),
+                evidence,
+            }),
+            EventKind::RestrictionApplied { ground, .. } => self.restrictions.push(Restriction {
+                ground: *ground,
+                evidence,
+            }),
+            EventKind::RestrictionLifted {
+                restriction_contact_seq,
+                ..
+            } => {
+                let before = self.restrictions.len();
+                self.restrictions
+                    .retain(|r| r.evidence.contact_seq != *restriction_contact_seq);
+                if self.restrictions.len() == before {
+                    return Err(ApplyError::NoSuchRestriction(*restriction_contact_seq));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn consent_mut(&mut self, purpose: &PurposeId, channel: &ChannelId) -> &mut ConsentState {
+        let at = match self
+            .consents
+            .iter()
+            .position(|c| c.purpose == *purpose && c.channel == *channel)
+        {
+            Some(at) => at,
+            None => {
+                self.consents.push(ConsentState {
+                    purpose: purpose.clone(),
+                    channel: channel.clone(),
+                    granted: None,
+                    withdrawn: None,
+                });
+                self.consents.len() - 1
+            }
+        };
+        &mut self.consents[at]
+    }
+
+    fn double_opt_in_mut(
+        &mut self,
+        purpose: &PurposeId,
+        channel: &ChannelId,
+    ) -> &mut DoubleOptInState {
+        let at = match self
+            .double_opt_ins
+            .iter()
+            .position(|d| d.purpose == *purpose && d.channel == *channel)
+        {
+            Some(at) => at,
+            None => {
+                self.double_opt_ins.push(DoubleOptInState {
+                    purpose: purpose.clone(),
+                    channel: channel.clone(),
+                    pending: Vec::new(),
+                    confirmed: None,
+                });
+                self.double_opt_ins.len() - 1
+            }
+        };
+        &mut self.double_opt_ins[at]
+    }
+}
+
+mod hex_hash {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::ledger::Hash;
+
+    pub(super) fn serialize<S: Serializer>(hash: &Hash, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(hash))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Hash, D::Error> {
+        let text = String::deserialize(d)?;
+        let mut hash = [0u8; 32];
+        hex::decode_to_slice(&text, &mut hash).map_err(serde::de::Error::custom)?;
+        Ok(hash)
+    }
+}

@@ -1,0 +1,257 @@
+//! The `consent-ledger` binary: parses the command line, sets up tracing, and calls the
+//! library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use consent_ledger::cli::{self, to_json};
+use consent_ledger::config::{Limits, ServeConfig};
+use consent_ledger::proto::v1 as pb;
+use tracing_subscriber::EnvFilter;
+
+/// An append-only, hash-chained ledger of legal bases, consent and data-subject rights,
+/// served over gRPC.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server.
+    ///
+    /// Example: consent-ledger serve --listen 127.0.0.1:50051 --data-dir ./data
+    Serve(ServeArgs),
+    /// Append events and read the ledger through a running server.
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on. Port 0 picks a free port; the address is printed on stdout.
+    #[arg(long, env = "CONSENT_LEDGER_LISTEN", default_value = "127.0.0.1:50051")]
+    listen: SocketAddr,
+    /// RocksDB data directory, created if missing.
+    #[arg(long, env = "CONSENT_LEDGER_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    /// Largest request message accepted, in bytes.
+    #[arg(long, env = "CONSENT_LEDGER_MAX_MESSAGE_BYTES", default_value_t = Limits::default().max_message_bytes)]
+    max_message_bytes: usize,
+    /// Most events in one AppendBatch.
+    #[arg(long, env = "CONSENT_LEDGER_MAX_BATCH_EVENTS", default_value_t = Limits::default().max_batch_events)]
+    max_batch_events: usize,
+    /// Most concurrent HTTP/2 streams per connection.
+    #[arg(long, env = "CONSENT_LEDGER_MAX_CONCURRENT_STREAMS", default_value_t = Limits::default().max_concurrent_streams)]
+    max_concurrent_streams: u32,
+    /// Longest a request may run, in seconds.
+    #[arg(long, env = "CONSENT_LEDGER_REQUEST_TIMEOUT_SECS", default_value_t = Limits::default().request_timeout.as_secs())]
+    request_timeout_secs: u64,
+    /// Allow listening on a non-loopback address without authentication. Never in
+    /// production: anyone who reaches the port can write to the ledger.
+    #[arg(long, env = "CONSENT_LEDGER_INSECURE")]
+    insecure: bool,
+}
+
+#[derive(Debug, Args)]
+struct Server {
+    /// URL of the server.
+    #[arg(
+        long,
+        env = "CONSENT_LEDGER_SERVER",
+        default_value = "http://127.0.0.1:50051",
+        global = true
+    )]
+    server: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum LedgerCommand {
+    /// Append events given as protobuf JSON: one object, or one per line (a batch).
+    ///
+    /// Example: consent-ledger ledger append '{"contactId":"crm-1","contactRegistered":{"country":"DE","relationship":{"audience":"AUDIENCE_B2C","lifecycle":"LIFECYCLE_PROSPECT"}}}'
+    Append {
+        /// The event(s); `-` or nothing reads standard input.
+        json: Option<String>,
+        #[command(flatten)]
+        server: Server,
+    },
+    /// Print one contact's history.
+    ///
+    /// Example: consent-ledger ledger history crm-1
+    History {
+        /// The contact id.
+        contact_id: String,
+        /// Entries per page (at most 1000).
+        #[arg(long, default_value_t = 100)]
+        page_size: u32,
+        #[command(flatten)]
+        server: Server,
+    },
+    /// Print one entry by global sequence number.
+    ///
+    /// Example: consent-ledger ledger entry 1
+    Entry {
+        /// Global sequence number.
+        seq: u64,
+        #[command(flatten)]
+        server: Server,
+    },
+    /// Recompute one contact's hash chain; exits 1 if it is broken.
+    ///
+    /// Example: consent-ledger ledger verify crm-1
+    Verify {
+        /// The contact id.
+        contact_id: String,
+        #[command(flatten)]
+        server: Server,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Serve(args) => serve(args).await,
+        Command::Ledger(command) => ledger(command).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    if !args.listen.ip().is_loopback() && !args.insecure {
+        bail!(
+            "refusing to listen on {} without authentication; listen on loopback or pass --insecure",
+            args.listen
+        );
+    }
+    tracing::warn!("authentication is off: every caller is recorded as local-unauthenticated");
+    let config = ServeConfig {
+        listen: args.listen,
+        data_dir: args.data_dir,
+        limits: Limits {
+            max_message_bytes: args.max_message_bytes,
+            max_batch_events: args.max_batch_events,
+            max_concurrent_streams: args.max_concurrent_streams,
+            request_timeout: Duration::from_secs(args.request_timeout_secs),
+        },
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    // One machine-readable line for scripts and tests that start the server on port 0.
+    println!("listening on {}", listener.local_addr()?);
+    consent_ledger::server::run(listener, config, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
+
+async fn ledger(command: LedgerCommand) -> anyhow::Result<()> {
+    match command {
+        LedgerCommand::Append { json, server } => {
+            let text = match json.as_deref() {
+                None | Some("-") => std::io::read_to_string(std::io::stdin())?,
+                Some(text) => text.to_owned(),
+            };
+            let events = cli::parse_events(&text)?;
+            let mut client = cli::connect(&server.server).await?;
+            if events.len() == 1 {
+                let event = events.into_iter().next();
+                let response = client
+                    .append(pb::AppendRequest { event })
+                    .await?
+                    .into_inner();
+                println!("{}", to_json("consentledger.v1.AppendResponse", &response)?);
+            } else {
+                let response = client
+                    .append_batch(pb::AppendBatchRequest { events })
+                    .await?
+                    .into_inner();
+                println!(
+                    "{}",
+                    to_json("consentledger.v1.AppendBatchResponse", &response)?
+                );
+            }
+        }
+        LedgerCommand::History {
+            contact_id,
+            page_size,
+            server,
+        } => {
+            let mut client = cli::connect(&server.server).await?;
+            let mut page_token = String::new();
+            loop {
+                let page = client
+                    .get_history(pb::GetHistoryRequest {
+                        contact_id: contact_id.clone(),
+                        page_size,
+                        page_token,
+                    })
+                    .await?
+                    .into_inner();
+                for entry in &page.entries {
+                    println!("{}", to_json("consentledger.v1.Entry", entry)?);
+                }
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = page.next_page_token;
+            }
+        }
+        LedgerCommand::Entry { seq, server } => {
+            let mut client = cli::connect(&server.server).await?;
+            let response = client
+                .get_entry(pb::GetEntryRequest { seq })
+                .await?
+                .into_inner();
+            println!(
+                "{}",
+                to_json("consentledger.v1.GetEntryResponse", &response)?
+            );
+        }
+        LedgerCommand::Verify { contact_id, server } => {
+            let mut client = cli::connect(&server.server).await?;
+            let response = client
+                .verify_contact(pb::VerifyContactRequest { contact_id })
+                .await?
+                .into_inner();
+            println!(
+                "{}",
+                to_json("consentledger.v1.VerifyContactResponse", &response)?
+            );
+            if !response.ok {
+                std::process::exit(1);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,326 @@
+//! The event kinds a contact's ledger records, as validated domain values.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{ChannelId, ContactId, Country, IdempotencyKey, PurposeId, Region};
+
+/// One validated event about one contact, without its personal data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// The contact the event is about.
+    pub contact_id: ContactId,
+    /// Client key for safe retries.
+    pub idempotency_key: Option<IdempotencyKey>,
+    /// When it happened in the world; `None` means "when the ledger records it".
+    pub occurred_at: Option<DateTime<Utc>>,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+/// An event together with the personal data it carried, which is stored apart from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submission {
+    /// The event; never holds personal data.
+    pub event: Event,
+    /// Personal data carried by the event, kept beside the entry.
+    pub personal: Option<PersonalRecord>,
+}
+
+/// Identifying data that may come with an event. Kept beside the entry, never inside it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersonalRecord {
+    /// Email address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Full name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Phone number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    /// IP address the event was collected from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_address: Option<String>,
+    /// User agent the event was collected with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+}
+
+impl PersonalRecord {
+    /// Whether no field is set.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// What happened to a contact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    /// The contact's first entry.
+    ContactRegistered {
+        /// Country of residence.
+        country: Country,
+        /// Optional subdivision of `country`.
+        region: Option<Region>,
+        /// B2B/B2C and prospect/customer.
+        relationship: Relationship,
+    },
+    /// A change of country, region or relationship (or of personal data only).
+    ProfileUpdated(ProfileChange),
+    /// The lawful basis relied on for a purpose.
+    LegalBasisRecorded {
+        /// The purpose.
+        purpose: PurposeId,
+        /// The Art. 6(1) basis.
+        basis: LegalBasis,
+        /// Why the basis holds.
+        justification: String,
+    },
+    /// Where and when the contact was acquired.
+    AcquisitionRecorded {
+        /// Kind of source.
+        source_kind: SourceKind,
+        /// Who supplied the data.
+        supplier: Option<String>,
+        /// Form, list or campaign id at the source.
+        source_reference: String,
+        /// When the Art. 14 notice was sent, if it was.
+        notice_sent_at: Option<DateTime<Utc>>,
+    },
+    /// Consent given for a purpose on a channel.
+    ConsentGranted {
+        /// The purpose.
+        purpose: PurposeId,
+        /// The channel.
+        channel: ChannelId,
+        /// How consent was expressed.
+        method: ConsentMethod,
+        /// What the person was shown.
+        notice: Notice,
+        /// Page or form of collection.
+        form_url: Option<String>,
+        /// Fixed end of validity, if any.
+        expires_at: Option<DateTime<Utc>>,
+    },
+    /// Consent taken back for a purpose on a channel.
+    ConsentWithdrawn {
+        /// The purpose.
+        purpose: PurposeId,
+        /// The channel.
+        channel: ChannelId,
+        /// How the withdrawal was expressed.
+        method: ConsentMethod,
+        /// Page or form of collection.
+        form_url: Option<String>,
+    },
+    /// A double opt-in confirmation was requested.
+    DoubleOptInRequested {
+        /// The purpose.
+        purpose: PurposeId,
+        /// The channel.
+        channel: ChannelId,
+        /// Lowercase hex SHA-256 of the confirmation token.
+        token_sha256: String,
+        /// Page or form of the sign-up.
+        form_url: Option<String>,
+    },
+    /// A double opt-in was confirmed.
+    DoubleOptInConfirmed {
+        /// The purpose.
+        purpose: PurposeId,
+        /// The channel.
+        channel: ChannelId,
+        /// Lowercase hex SHA-256 of the token, matching a request.
+        token_sha256: String,
+        /// Page of the confirmation.
+        form_url: Option<String>,
+    },
+    /// The person objected to processing.
+    ObjectionRecorded {
+        /// What the objection covers.
+        scope: ObjectionScope,
+    },
+    /// Processing restricted to storage.
+    RestrictionApplied {
+        /// Art. 18(1) ground.
+        ground: RestrictionGround,
+        /// Case or ticket reference.
+        reference: String,
+    },
+    /// A restriction ended.
+    RestrictionLifted {
+        /// Contact sequence number of the restriction lifted.
+        restriction_contact_seq: u64,
+        /// Why it was lifted.
+        reason: String,
+    },
+}
+
+impl EventKind {
+    /// The snake_case name of the kind, as used in the API's `oneof` and in metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::ContactRegistered { .. } => "contact_registered",
+            Self::ProfileUpdated(_) => "profile_updated",
+            Self::LegalBasisRecorded { .. } => "legal_basis_recorded",
+            Self::AcquisitionRecorded { .. } => "acquisition_recorded",
+            Self::ConsentGranted { .. } => "consent_granted",
+            Self::ConsentWithdrawn { .. } => "consent_withdrawn",
+            Self::DoubleOptInRequested { .. } => "double_opt_in_requested",
+            Self::DoubleOptInConfirmed { .. } => "double_opt_in_confirmed",
+            Self::ObjectionRecorded { .. } => "objection_recorded",
+            Self::RestrictionApplied { .. } => "restriction_applied",
+            Self::RestrictionLifted { .. } => "restriction_lifted",
+        }
+    }
+}
+
+/// Fields of a profile update; `None` leaves the value unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileChange {
+    /// New country; a country change without a region clears the region.
+    pub country: Option<Country>,
+    /// New region (must belong to the resulting country).
+    pub region: Option<Region>,
+    /// New relationship.
+    pub relationship: Option<Relationship>,
+}
+
+/// B2B or B2C, and prospect or customer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Relationship {
+    /// Business or consumer.
+    pub audience: Audience,
+    /// Prospect or customer.
+    pub lifecycle: Lifecycle,
+}
+
+/// Business or consumer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Audience {
+    /// A business or someone contacted in a business capacity.
+    B2b,
+    /// A consumer.
+    B2c,
+}
+
+/// Prospect or customer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Lifecycle {
+    /// No purchase or contract yet.
+    Prospect,
+    /// Has bought or holds a contract.
+    Customer,
+}
+
+/// The six lawful bases of GDPR Art. 6(1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LegalBasis {
+    /// Art. 6(1)(a).
+    Consent,
+    /// Art. 6(1)(b).
+    Contract,
+    /// Art. 6(1)(c).
+    LegalObligation,
+    /// Art. 6(1)(d).
+    VitalInterests,
+    /// Art. 6(1)(e).
+    PublicTask,
+    /// Art. 6(1)(f).
+    LegitimateInterests,
+}
+
+/// How a contact came to be held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    /// A web form.
+    WebForm,
+    /// An event (fair, webinar).
+    Event,
+    /// A bought list.
+    PurchasedList,
+    /// An export from a data vendor.
+    DataVendorExport,
+    /// A referral.
+    Referral,
+    /// An import from another system.
+    Import,
+    /// Anything else.
+    Other,
+}
+
+impl SourceKind {
+    /// Whether a supplier must be named for this source.
+    pub fn needs_supplier(self) -> bool {
+        matches!(self, Self::PurchasedList | Self::DataVendorExport)
+    }
+}
+
+/// How consent (or its withdrawal) was expressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentMethod {
+    /// A ticked box.
+    Checkbox,
+    /// A confirmed double opt-in.
+    DoubleOptIn,
+    /// Said aloud (record the call reference in the notice).
+    Verbal,
+    /// On paper or in a signed document.
+    Written,
+    /// Implied by a purchase or contract.
+    ImpliedByRelationship,
+    /// Implied by an inquiry.
+    ImpliedByInquiry,
+    /// A preference centre.
+    PreferenceCenter,
+    /// An unsubscribe link.
+    UnsubscribeLink,
+    /// Anything else.
+    Other,
+}
+
+/// The notice the person was shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    /// Notice id.
+    pub id: String,
+    /// Version of the notice.
+    pub version: Option<String>,
+    /// Lowercase hex SHA-256 of its text.
+    pub text_sha256: Option<String>,
+    /// BCP 47 language tag.
+    pub language: Option<String>,
+}
+
+/// What an objection covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "scope", content = "purpose", rename_all = "snake_case")]
+pub enum ObjectionScope {
+    /// Direct marketing, absolutely, with related profiling.
+    DirectMarketing,
+    /// Profiling.
+    Profiling,
+    /// One purpose.
+    Purpose(PurposeId),
+}
+
+/// Art. 18(1) grounds for restriction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestrictionGround {
+    /// (a) accuracy contested.
+    AccuracyContested,
+    /// (b) processing unlawful, erasure opposed.
+    UnlawfulProcessing,
+    /// (c) needed for legal claims.
+    LegalClaims,
+    /// (d) objection pending verification.
+    ObjectionPending,
+}

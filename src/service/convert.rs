@@ -1,0 +1,800 @@
+//! proto <-> domain conversion for the ledger API. Converting a request validates it:
+//! every error names the field (as a path in the request) and the rule.
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, Duration, Utc};
+use prost_types::Timestamp;
+
+use crate::audit::chain::{ChainBreak, ChainProblem};
+use crate::ledger::entry::EntryBody;
+use crate::model::{
+    self, ContactId, Country, Event, EventKind, IdempotencyKey, PersonalRecord, ProfileChange,
+    Region, Registry, Submission, ValidationError,
+};
+use crate::proto::v1 as pb;
+use crate::store::{ChainReport, Receipt, StoredEntry};
+
+/// How far in the future a client-supplied time may be (clock skew allowance).
+pub const MAX_FUTURE_SKEW: Duration = Duration::minutes(5);
+
+const MAX_TEXT: usize = 1024;
+const MAX_URL: usize = 2048;
+
+/// Validates a submitted event into a domain event and the personal data it carries.
+/// `now` is the receive time, for the "not in the future" rule.
+pub fn submission_from_proto(
+    event: pb::Event,
+    registry: &Registry,
+    now: DateTime<Utc>,
+) -> Result<Submission, ValidationError> {
+    let contact_id = ContactId::parse("contact_id", &event.contact_id)?;
+    let idempotency_key = non_empty(&event.idempotency_key)
+        .map(|k| IdempotencyKey::parse("idempotency_key", k))
+        .transpose()?;
+    let occurred_at = event
+        .occurred_at
+        .map(|t| past_time("occurred_at", t, now))
+        .transpose()?;
+    let kind = event
+        .kind
+        .ok_or_else(|| ValidationError::new("kind", "exactly one event kind must be set"))?;
+    let mut personal = PersonalRecord::default();
+    let kind = kind_from_proto(kind, registry, now, occurred_at, &mut personal)?;
+    Ok(Submission {
+        event: Event {
+            contact_id,
+            idempotency_key,
+            occurred_at,
+            kind,
+        },
+        personal: (!personal.is_empty()).then_some(personal),
+    })
+}
+
+fn kind_from_proto(
+    kind: pb::event::Kind,
+    registry: &Registry,
+    now: DateTime<Utc>,
+    occurred_at: Option<DateTime<Utc>>,
+    personal: &mut PersonalRecord,
+) -> Result<EventKind, ValidationError> {
+    use pb::event::Kind;
+    Ok(match kind {
+        Kind::ContactRegistered(m) => {
+            let at = "contact_registered";
+            let country = Country::parse(&format!("{at}.country"), &m.country)?;
+            let region = non_empty(&m.region)
+                .map(|r| Region::parse(&format!("{at}.region"), r, country))
+                .transpose()?;
+            let relationship = relationship(m.relationship, &format!("{at}.relationship"))?
+                .ok_or_else(|| {
+                    ValidationError::new(
+                        format!("{at}.relationship"),
+                        "is required (audience and lifecycle)",
+                    )
+                })?;
+            if let Some(data) = m.personal {
+                personal_data(data, personal).map_err(|e| e.within(at))?;
+            }
+            EventKind::ContactRegistered {
+                country,
+                region,
+                relationship,
+            }
+        }
+        Kind::ProfileUpdated(m) => {
+            let at = "profile_updated";
+            let country = non_empty(&m.country)
+                .map(|c| Country::parse(&format!("{at}.country"), c))
+                .transpose()?;
+            // A region is checked against the country here when both are given, and
+            // against the contact's current country when it is applied.
+            let region = match (non_empty(&m.region), country) {
+                (None, _) => None,
+                (Some(r), Some(country)) => {
+                    Some(Region::parse(&format!("{at}.region"), r, country)?)
+                }
+                (Some(r), None) => {
+                    let prefix = r.split('-').next().unwrap_or_default();
+                    let country =
+                        Country::parse(&format!("{at}.region"), prefix).map_err(|_| {
+                            ValidationError::new(
+                                format!("{at}.region"),
+                                format!("{r:?} is not an ISO 3166-2 code (e.g. \"US-CA\")"),
+                            )
+                        })?;
+                    Some(Region::parse(&format!("{at}.region"), r, country)?)
+                }
+            };
+            let relationship = relationship(m.relationship, &format!("{at}.relationship"))?;
+            let has_personal = match m.personal {
+                Some(data) => {
+                    personal_data(data, personal).map_err(|e| e.within(at))?;
+                    !personal.is_empty()
+                }
+                None => false,
+            };
+            if country.is_none() && region.is_none() && relationship.is_none() && !has_personal {
+                return Err(ValidationError::new(
+                    at,
+                    "must change something: set country, region, relationship or personal",
+                ));
+            }
+            EventKind::ProfileUpdated(ProfileChange {
+                country,
+                region,
+                relationship,
+            })
+        }
+        Kind::LegalBasisRecorded(m) => {
+            let at = "legal_basis_recorded";
+            EventKind::LegalBasisRecorded {
+                purpose: registry.purpose(&format!("{at}.purpose"), &m.purpose)?,
+                basis: legal_basis(m.basis, &format!("{at}.basis"))?,
+                justification: required_text(&m.justification, &format!("{at}.justification"))?,
+            }
+        }
+        Kind::AcquisitionRecorded(m) => {
+            let at = "acquisition_recorded";
+            let source_kind = source_kind(m.source_kind, &format!("{at}.source_kind"))?;
+            let supplier = optional_text(&m.supplier, &format!("{at}.supplier"))?;
+            if supplier.is_none() && source_kind.needs_supplier() {
+                return Err(ValidationError::new(
+                    format!("{at}.supplier"),
+                    "is required when the source is a purchased list or a data vendor export",
+                ));
+            }
+            EventKind::AcquisitionRecorded {
+                source_kind,
+                supplier,
+                source_reference: required_text(
+                    &m.source_reference,
+                    &format!("{at}.source_reference"),
+                )?,
+                notice_sent_at: m
+                    .notice_sent_at
+                    .map(|t| past_time(&format!("{at}.notice_sent_at"), t, now))
+                    .transpose()?,
+            }
+        }
+        Kind::ConsentGranted(m) => {
+            let at = "consent_granted";
+            let notice = m.notice.ok_or_else(|| {
+                ValidationError::new(
+                    format!("{at}.notice"),
+                    "is required: what the person was shown",
+                )
+            })?;
+            let expires_at = m
+                .expires_at
+                .map(|t| timestamp(&format!("{at}.expires_at"), t))
+                .transpose()?;
+            if let (Some(expires), Some(collected)) = (expires_at, occurred_at) {
+                if expires <= collected {
+                    return Err(ValidationError::new(
+                        format!("{at}.expires_at"),
+                        "must be after occurred_at (when the consent was collected)",
+                    ));
+                }
+            }
+            EventKind::ConsentGranted {
+                purpose: registry.purpose(&format!("{at}.purpose"), &m.purpose)?,
+                channel: registry.channel(&format!("{at}.channel"), &m.channel)?,
+                method: consent_method(m.method, &format!("{at}.method"))?,
+                notice: notice_from_proto(notice).map_err(|e| e.within(&format!("{at}.notice")))?,
+                form_url: evidence(m.evidence, personal).map_err(|e| e.within(at))?,
+                expires_at,
+            }
+        }
+        Kind::ConsentWithdrawn(m) => {
+            let at = "consent_withdrawn";
+            EventKind::ConsentWithdrawn {
+                purpose: registry.purpose(&format!("{at}.purpose"), &m.purpose)?,
+                channel: registry.channel(&format!("{at}.channel"), &m.channel)?,
+                method: consent_method(m.method, &format!("{at}.method"))?,
+                form_url: evidence(m.evidence, personal).map_err(|e| e.within(at))?,
+            }
+        }
+        Kind::DoubleOptInRequested(m) => {
+            let at = "double_opt_in_requested";
+            EventKind::DoubleOptInRequested {
+                purpose: registry.purpose(&format!("{at}.purpose"), &m.purpose)?,
+                channel: registry.channel(&format!("{at}.channel"), &m.channel)?,
+                token_sha256: sha256_hex(&m.token_sha256, &format!("{at}.token_sha256"))?,
+                form_url: evidence(m.evidence, personal).map_err(|e| e.within(at))?,
+            }
+        }
+        Kind::DoubleOptInConfirmed(m) => {
+            let at = "double_opt_in_confirmed";
+            EventKind::DoubleOptInConfirmed {
+                purpose: registry.purpose(&format!("{at}.purpose"), &m.purpose)?,
+                channel: registry.channel(&format!("{at}.channel"), &m.channel)?,
+                token_sha256: sha256_hex(&m.token_sha256, &format!("{at}.token_sha256"))?,
+                form_url: evidence(m.evidence, personal).map_err(|e| e.within(at))?,
+            }
+        }
+        Kind::ObjectionRecorded(m) => {
+            let at = "objection_recorded";
+            let scope = pb::ObjectionScope::try_from(m.scope).unwrap_or_default();
+            let purpose_given = non_empty(&m.purpose);
+            let scope = match (scope, purpose_given) {
+                (pb::ObjectionScope::DirectMarketing, None) => {
+                    model::ObjectionScope::DirectMarketing
+                }
+                (pb::ObjectionScope::Profiling, None) => model::ObjectionScope::Profiling,
+                (pb::ObjectionScope::Purpose, Some(p)) => {
+                    model::ObjectionScope::Purpose(registry.purpose(&format!("{at}.purpose"), p)?)
+                }
+                (pb::ObjectionScope::Purpose, None) => {
+                    return Err(ValidationError::new(
+                        format!("{at}.purpose"),
+                        "is required when scope is OBJECTION_SCOPE_PURPOSE",
+                    ))
+                }
+                (pb::ObjectionScope::Unspecified, _) => {
+                    return Err(unspecified(&format!("{at}.scope"), m.scope))
+                }
+                (_, Some(_)) => {
+                    return Err(ValidationError::new(
+                        format!("{at}.purpose"),
+                        "must be empty unless scope is OBJECTION_SCOPE_PURPOSE",
+                    ))
+                }
+            };
+            EventKind::ObjectionRecorded { scope }
+        }
+        Kind::RestrictionApplied(m) => {
+            let at = "restriction_applied";
+            EventKind::RestrictionApplied {
+                ground: restriction_ground(m.ground, &format!("{at}.ground"))?,
+                reference: required_text(&m.reference, &format!("{at}.reference"))?,
+            }
+        }
+        Kind::RestrictionLifted(m) => {
+            let at = "restriction_lifted";
+            if m.restriction_contact_seq == 0 {
+                return Err(ValidationError::new(
+                    format!("{at}.restriction_contact_seq"),
+                    "is required: the contact seq of the restriction_applied entry",
+                ));
+            }
+            EventKind::RestrictionLifted {
+                restriction_contact_seq: m.restriction_contact_seq,
+                reason: required_text(&m.reason, &format!("{at}.reason"))?,
+            }
+        }
+    })
+}
+
+fn non_empty(text: &str) -> Option<&str> {
+    (!text.is_empty()).then_some(text)
+}
+
+fn required_text(text: &str, field: &str) -> Result<String, ValidationError> {
+    optional_text(text, field)?.ok_or_else(|| ValidationError::new(field, "is required"))
+}
+
+fn optional_text(text: &str, field: &str) -> Result<Option<String>, ValidationError> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    if text.len() > MAX_TEXT {
+        return Err(ValidationError::new(
+            field,
+            format!("must be at most {MAX_TEXT} bytes (got {})", text.len()),
+        ));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(ValidationError::new(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(Some(text.to_owned()))
+}
+
+fn sha256_hex(text: &str, field: &str) -> Result<String, ValidationError> {
+    if text.len() == 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        Ok(text.to_owned())
+    } else {
+        Err(ValidationError::new(
+            field,
+            "must be a SHA-256 digest as 64 lowercase hex characters",
+        ))
+    }
+}
+
+/// A protobuf timestamp as a UTC time.
+pub fn timestamp(field: &str, t: Timestamp) -> Result<DateTime<Utc>, ValidationError> {
+    let nanos = u32::try_from(t.nanos).ok().filter(|n| *n < 1_000_000_000);
+    let time = nanos.and_then(|n| DateTime::from_timestamp(t.seconds, n));
+    match time {
+        Some(time) if t.seconds >= 0 => Ok(time),
+        _ => Err(ValidationError::new(
+            field,
+            "must be a valid timestamp after 1970-01-01T00:00:00Z (nanos in 0..1e9)",
+        )),
+    }
+}
+
+fn past_time(
+    field: &str,
+    t: Timestamp,
+    now: DateTime<Utc>,
+) -> Result<DateTime<Utc>, ValidationError> {
+    let time = timestamp(field, t)?;
+    if time > now + MAX_FUTURE_SKEW {
+        return Err(ValidationError::new(
+            field,
+            format!(
+                "is more than {} minutes in the future ({} > {})",
+                MAX_FUTURE_SKEW.num_minutes(),
+                time.to_rfc3339(),
+                now.to_rfc3339()
+            ),
+        ));
+    }
+    Ok(time)
+}
+
+/// A UTC time as a protobuf timestamp.
+pub fn to_timestamp(time: DateTime<Utc>) -> Timestamp {
+    Timestamp {
+        seconds: time.timestamp(),
+        nanos: time.timestamp_subsec_nanos() as i32,
+    }
+}
+
+fn unspecified(field: &str, value: i32) -> ValidationError {
+    if value == 0 {
+        ValidationError::new(field, "is required")
+    } else {
+        ValidationError::new(field, format!("unknown enum value {value}"))
+    }
+}
+
+macro_rules! enum_from_proto {
+    ($name:ident, $pb:ty, $domain:ty, { $($from:ident => $to:ident),+ $(,)? }) => {
+        fn $name(value: i32, field: &str) -> Result<$domain, ValidationError> {
+            match <$pb>::try_from(value) {
+                $(Ok(<$pb>::$from) => Ok(<$domain>::$to),)+
+                _ => Err(unspecified(field, value)),
+            }
+        }
+    };
+}
+
+macro_rules! enum_to_proto {
+    ($name:ident, $domain:ty, $pb:ty, { $($from:ident => $to:ident),+ $(,)? }) => {
+        fn $name(value: $domain) -> i32 {
+            match value {
+                $(<$domain>::$from => <$pb>::$to as i32,)+
+            }
+        }
+    };
+}
+
+enum_from_proto!(legal_basis, pb::LegalBasis, model::LegalBasis, {
+    Consent => Consent, Contract => Contract, LegalObligation => LegalObligation,
+    VitalInterests => VitalInterests, PublicTask => PublicTask,
+    LegitimateInterests => LegitimateInterests,
+});
+enum_to_proto!(legal_basis_to_proto, model::LegalBasis, pb::LegalBasis, {
+    Consent => Consent, Contract => Contract, LegalObligation => LegalObligation,
+    VitalInterests => VitalInterests, PublicTask => PublicTask,
+    LegitimateInterests => LegitimateInterests,
+});
+enum_from_proto!(source_kind, pb::SourceKind, model::SourceKind, {
+    WebForm => WebForm, Event => Event, PurchasedList => PurchasedList,
+    DataVendorExport => DataVendorExport, Referral => Referral, Import => Import, Other => Other,
+});
+enum_to_proto!(source_kind_to_proto, model::SourceKind, pb::SourceKind, {
+    WebForm => WebForm, Event => Event, PurchasedList => PurchasedList,
+    DataVendorExport => DataVendorExport, Referral => Referral, Import => Import, Other => Other,
+});
+enum_from_proto!(consent_method, pb::ConsentMethod, model::ConsentMethod, {
+    Checkbox => Checkbox, DoubleOptIn => DoubleOptIn, Verbal => Verbal, Written => Written,
+    ImpliedByRelationship => ImpliedByRelationship, ImpliedByInquiry => ImpliedByInquiry,
+    PreferenceCenter => PreferenceCenter, UnsubscribeLink => UnsubscribeLink, Other => Other,
+});
+enum_to_proto!(consent_method_to_proto, model::ConsentMethod, pb::ConsentMethod, {
+    Checkbox => Checkbox, DoubleOptIn => DoubleOptIn, Verbal => Verbal, Written => Written,
+    ImpliedByRelationship => ImpliedByRelationship, ImpliedByInquiry => ImpliedByInquiry,
+    PreferenceCenter => PreferenceCenter, UnsubscribeLink => UnsubscribeLink, Other => Other,
+});
+enum_from_proto!(restriction_ground, pb::RestrictionGround, model::RestrictionGround, {
+    AccuracyContested => AccuracyContested, UnlawfulProcessing => UnlawfulProcessing,
+    LegalClaims => LegalClaims, ObjectionPending => ObjectionPending,
+});
+enum_to_proto!(restriction_ground_to_proto, model::RestrictionGround, pb::RestrictionGround, {
+    AccuracyContested => AccuracyContested, UnlawfulProcessing => UnlawfulProcessing,
+    LegalClaims => LegalClaims, ObjectionPending => ObjectionPending,
+});
+enum_from_proto!(audience, pb::Audience, model::Audience, { B2b => B2b, B2c => B2c });
+enum_to_proto!(audience_to_proto, model::Audience, pb::Audience, { B2b => B2b, B2c => B2c });
+enum_from_proto!(lifecycle, pb::Lifecycle, model::Lifecycle, {
+    Prospect => Prospect, Customer => Customer,
+});
+enum_to_proto!(lifecycle_to_proto, model::Lifecycle, pb::Lifecycle, {
+    Prospect => Prospect, Customer => Customer,
+});
+
+fn relationship(
+    message: Option<pb::Relationship>,
+    field: &str,
+) -> Result<Option<model::Relationship>, ValidationError> {
+    message
+        .map(|r| {
+            Ok(model::Relationship {
+                audience: audience(r.audience, &format!("{field}.audience"))?,
+                lifecycle: lifecycle(r.lifecycle, &format!("{field}.lifecycle"))?,
+            })
+        })
+        .transpose()
+}
+
+fn notice_from_proto(notice: pb::Notice) -> Result<model::Notice, ValidationError> {
+    let id = required_text(&notice.id, "id")?;
+    let version = optional_text(&notice.version, "version")?;
+    let text_sha256 = non_empty(&notice.text_sha256)
+        .map(|d| sha256_hex(d, "text_sha256"))
+        .transpose()?;
+    if version.is_none() && text_sha256.is_none() {
+        return Err(ValidationError::new(
+            "version",
+            "a notice needs a version or a text_sha256 so what was shown can be proven",
+        ));
+    }
+    Ok(model::Notice {
+        id,
+        version,
+        text_sha256,
+        language: optional_text(&notice.language, "language")?,
+    })
+}
+
+fn personal_data(data: pb::PersonalData, into: &mut PersonalRecord) -> Result<(), ValidationError> {
+    if let Some(email) = non_empty(&data.email) {
+        let well_formed = email.len() <= 254
+            && !email.chars().any(char::is_whitespace)
+            && email.split_once('@').is_some_and(|(local, domain)| {
+                !local.is_empty() && domain.contains('.') && !domain.contains('@')
+            });
+        if !well_formed {
+            return Err(ValidationError::new(
+                "personal.email",
+                "must be an email address (local@domain, at most 254 characters)",
+            ));
+        }
+        into.email = Some(email.to_owned());
+    }
+    into.name = optional_text(&data.name, "personal.name")?;
+    if let Some(phone) = non_empty(&data.phone) {
+        let digits = phone.chars().filter(char::is_ascii_digit).count();
+        let allowed = phone
+            .chars()
+            .all(|c| c.is_ascii_digit() || " +-().".contains(c));
+        if !allowed || !(5..=15).contains(&digits) {
+            return Err(ValidationError::new(
+                "personal.phone",
+                "must be a phone number: 5-15 digits with optional + - ( ) . and spaces",
+            ));
+        }
+        into.phone = Some(phone.to_owned());
+    }
+    Ok(())
+}
+
+/// Moves the personal parts of collection evidence into `personal`; returns the form URL.
+fn evidence(
+    evidence: Option<pb::CollectionEvidence>,
+    personal: &mut PersonalRecord,
+) -> Result<Option<String>, ValidationError> {
+    let Some(evidence) = evidence else {
+        return Ok(None);
+    };
+    if let Some(ip) = non_empty(&evidence.ip_address) {
+        let ip: IpAddr = ip.parse().map_err(|_| {
+            ValidationError::new("evidence.ip_address", "must be an IPv4 or IPv6 address")
+        })?;
+        personal.ip_address = Some(ip.to_string());
+    }
+    personal.user_agent = optional_text(&evidence.user_agent, "evidence.user_agent")?;
+    let form_url = optional_text(&evidence.form_url, "evidence.form_url")?;
+    if let Some(url) = &form_url {
+        if url.len() > MAX_URL || !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(ValidationError::new(
+                "evidence.form_url",
+                format!("must be an http(s) URL of at most {MAX_URL} bytes"),
+            ));
+        }
+    }
+    Ok(form_url)
+}
+
+/// A receipt as the API returns it.
+pub fn receipt_to_proto(receipt: &Receipt) -> pb::Receipt {
+    pb::Receipt {
+        seq: receipt.seq,
+        contact_seq: receipt.contact_seq,
+        contact_id: receipt.contact_id.to_string(),
+        entry_hash: receipt.entry_hash.to_vec(),
+        tree_size: receipt.tree_size,
+        tree_root: receipt.tree_root.to_vec(),
+        recorded_at: Some(to_timestamp(receipt.recorded_at)),
+        replayed: receipt.replayed,
+    }
+}
+
+/// A stored entry as the API returns it (personal fields empty).
+pub fn entry_to_proto(stored: &StoredEntry) -> pb::Entry {
+    let entry = &stored.entry;
+    let body: &EntryBody = &entry.body;
+    pb::Entry {
+        seq: entry.seq,
+        contact_seq: entry.contact_seq,
+        contact_id: entry.contact_id.to_string(),
+        prev_hash: entry.prev_hash.to_vec(),
+        entry_hash: stored.hash.to_vec(),
+        recorded_at: Some(to_timestamp(body.recorded_at)),
+        actor: body.actor.clone(),
+        event: Some(pb::Event {
+            contact_id: entry.contact_id.to_string(),
+            idempotency_key: body
+                .idempotency_key
+                .as_ref()
+                .map(|k| k.as_str().to_owned())
+                .unwrap_or_default(),
+            occurred_at: Some(to_timestamp(body.occurred_at)),
+            kind: Some(kind_to_proto(&body.event)),
+        }),
+        personal_data_sha256: body
+            .personal_data_sha256
+            .as_deref()
+            .and_then(|d| hex::decode(d).ok())
+            .unwrap_or_default(),
+        stored_bytes: stored.bytes.clone(),
+    }
+}
+
+fn kind_to_proto(kind: &EventKind) -> pb::event::Kind {
+    use pb::event::Kind;
+    let text = |t: &Option<String>| t.clone().unwrap_or_default();
+    let relationship = |r: &model::Relationship| pb::Relationship {
+        audience: audience_to_proto(r.audience),
+        lifecycle: lifecycle_to_proto(r.lifecycle),
+    };
+    let evidence = |form_url: &Option<String>| {
+        form_url.as_ref().map(|url| pb::CollectionEvidence {
+            form_url: url.clone(),
+            ..Default::default()
+        })
+    };
+    match kind {
+        EventKind::ContactRegistered {
+            country,
+            region,
+            relationship: r,
+        } => Kind::ContactRegistered(pb::ContactRegistered {
+            country: country.to_string(),
+            region: region
+                .as_ref()
+                .map(|r| r.as_str().to_owned())
+                .unwrap_or_default(),
+            relationship: Some(relationship(r)),
+            personal: None,
+        }),
+        EventKind::ProfileUpdated(change) => Kind::ProfileUpdated(pb::ProfileUpdated {
+            country: change.country.map(|c| c.to_string()).unwrap_or_default(),
+            region: change
+                .region
+                .as_ref()
+                .map(|r| r.as_str().to_owned())
+                .unwrap_or_default(),
+            relationship: change.relationship.as_ref().map(relationship),
+            personal: None,
+        }),
+        EventKind::LegalBasisRecorded {
+            purpose,
+            basis,
+            justification,
+        } => Kind::LegalBasisRecorded(pb::LegalBasisRecorded {
+            purpose: purpose.to_string(),
+            basis: legal_basis_to_proto(*basis),
+            justification: justification.clone(),
+        }),
+        EventKind::AcquisitionRecorded {
+            source_kind,
+            supplier,
+            source_reference,
+            notice_sent_at,
+        } => Kind::AcquisitionRecorded(pb::AcquisitionRecorded {
+            source_kind: source_kind_to_proto(*source_kind),
+            supplier: text(supplier),
+            source_reference: source_reference.clone(),
+            notice_sent_at: notice_sent_at.map(to_timestamp),
+        }),
+        EventKind::ConsentGranted {
+            purpose,
+            channel,
+            method,
+            notice,
+            form_url,
+            expires_at,
+        } => Kind::ConsentGranted(pb::ConsentGranted {
+            purpose: purpose.to_string(),
+            channel: channel.to_string(),
+            method: consent_method_to_proto(*method),
+            notice: Some(pb::Notice {
+                id: notice.id.clone(),
+                version: text(&notice.version),
+                text_sha256: text(&notice.text_sha256),
+                language: text(&notice.language),
+            }),
+            evidence: evidence(form_url),
+            expires_at: expires_at.map(to_timestamp),
+        }),
+        EventKind::ConsentWithdrawn {
+            purpose,
+            channel,
+            method,
+            form_url,
+        } => Kind::ConsentWithdrawn(pb::ConsentWithdrawn {
+            purpose: purpose.to_string(),
+            channel: channel.to_string(),
+            method: consent_method_to_proto(*method),
+            evidence: evidence(form_url),
+        }),
+        EventKind::DoubleOptInRequested {
+            purpose,
+            channel,
+            token_sha256,
+            form_url,
+        } => Kind::DoubleOptInRequested(pb::DoubleOptInRequested {
+            purpose: purpose.to_string(),
+            channel: channel.to_string(),
+            token_sha256: token_sha256.clone(),
+            evidence: evidence(form_url),
+        }),
+        EventKind::DoubleOptInConfirmed {
+            purpose,
+            channel,
+            token_sha256,
+            form_url,
+        } => Kind::DoubleOptInConfirmed(pb::DoubleOptInConfirmed {
+            purpose: purpose.to_string(),
+            channel: channel.to_string(),
+            token_sha256: token_sha256.clone(),
+            evidence: evidence(form_url),
+        }),
+        EventKind::ObjectionRecorded { scope } => {
+            let (scope, purpose) = match scope {
+                model::ObjectionScope::DirectMarketing => {
+                    (pb::ObjectionScope::DirectMarketing, String::new())
+                }
+                model::ObjectionScope::Profiling => (pb::ObjectionScope::Profiling, String::new()),
+                model::ObjectionScope::Purpose(p) => (pb::ObjectionScope::Purpose, p.to_string()),
+            };
+            Kind::ObjectionRecorded(pb::ObjectionRecorded {
+                scope: scope as i32,
+                purpose,
+            })
+        }
+        EventKind::RestrictionApplied { ground, reference } => {
+            Kind::RestrictionApplied(pb::RestrictionApplied {
+                ground: restriction_ground_to_proto(*ground),
+                reference: reference.clone(),
+            })
+        }
+        EventKind::RestrictionLifted {
+            restriction_contact_seq,
+            reason,
+        } => Kind::RestrictionLifted(pb::RestrictionLifted {
+            restriction_contact_seq: *restriction_contact_seq,
+            reason: reason.clone(),
+        }),
+    }
+}
+
+/// A chain report as the API returns it.
+pub fn chain_report_to_proto(report: &ChainReport) -> pb::VerifyContactResponse {
+    pb::VerifyContactResponse {
+        ok: report.first_break.is_none(),
+        entries_checked: report.entries_checked,
+        head_hash: if report.first_break.is_none() {
+            report.head_hash.to_vec()
+        } else {
+            Vec::new()
+        },
+        first_break: report.first_break.as_ref().map(chain_break_to_proto),
+    }
+}
+
+fn chain_break_to_proto(broken: &ChainBreak) -> pb::ChainBreak {
+    let problem = match broken.problem {
+        ChainProblem::Undecodable => pb::ChainProblem::Undecodable,
+        ChainProblem::HashMismatch => pb::ChainProblem::HashMismatch,
+        ChainProblem::PrevHashMismatch => pb::ChainProblem::PrevHashMismatch,
+        ChainProblem::Misplaced => pb::ChainProblem::Misplaced,
+        ChainProblem::Missing => pb::ChainProblem::Missing,
+        ChainProblem::PersonalDataDigestMismatch => pb::ChainProblem::PersonalDataDigestMismatch,
+        ChainProblem::HeadMismatch => pb::ChainProblem::HeadMismatch,
+    };
+    pb::ChainBreak {
+        seq: broken.seq,
+        contact_seq: broken.contact_seq,
+        problem: problem as i32,
+        detail: broken.detail.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registered() -> pb::Event {
+        pb::Event {
+            contact_id: "crm-1".into(),
+            kind: Some(pb::event::Kind::ContactRegistered(pb::ContactRegistered {
+                country: "DE".into(),
+                region: String::new(),
+                relationship: Some(pb::Relationship {
+                    audience: pb::Audience::B2c as i32,
+                    lifecycle: pb::Lifecycle::Prospect as i32,
+                }),
+                personal: Some(pb::PersonalData {
+                    email: "jane@example.com".into(),
+                    name: "Jane".into(),
+                    phone: String::new(),
+                }),
+            })),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn personal_data_leaves_the_event() {
+        let submission =
+            submission_from_proto(registered(), &Registry::default(), Utc::now()).unwrap();
+        assert_eq!(
+            submission
+                .personal
+                .as_ref()
+                .and_then(|p| p.email.as_deref()),
+            Some("jane@example.com")
+        );
+        let json = serde_json::to_string(&submission.event).unwrap();
+        assert!(!json.contains("jane"), "{json}");
+    }
+
+    #[test]
+    fn future_times_are_refused() {
+        let now = Utc::now();
+        let mut event = registered();
+        event.occurred_at = Some(to_timestamp(now + Duration::minutes(6)));
+        let err = submission_from_proto(event, &Registry::default(), now).unwrap_err();
+        assert_eq!(err.field, "occurred_at");
+        let mut event = registered();
+        event.occurred_at = Some(to_timestamp(now + Duration::minutes(4)));
+        assert!(submission_from_proto(event, &Registry::default(), now).is_ok());
+    }
+
+    #[test]
+    fn unknown_enum_values_name_the_field() {
+        let mut event = registered();
+        if let Some(pb::event::Kind::ContactRegistered(m)) = &mut event.kind {
+            m.relationship = Some(pb::Relationship {
+                audience: 42,
+                lifecycle: 1,
+            });
+        }
+        let err = submission_from_proto(event, &Registry::default(), Utc::now()).unwrap_err();
+        assert_eq!(err.field, "contact_registered.relationship.audience");
+        assert!(err.rule.contains("42"));
+    }
+}

@@ -1,0 +1,58 @@
+//! Maps every error of the layers below to a `tonic::Status`, in one place.
+
+use tonic::{Code, Status};
+
+use crate::ledger::ApplyError;
+use crate::model::ValidationError;
+use crate::store::{AppendError, StoreError};
+
+impl From<ValidationError> for Status {
+    fn from(err: ValidationError) -> Self {
+        Status::invalid_argument(err.to_string())
+    }
+}
+
+impl From<StoreError> for Status {
+    fn from(err: StoreError) -> Self {
+        match &err {
+            StoreError::Corrupt(_) => {
+                tracing::error!(cause = %err, "stored data is damaged");
+                Status::data_loss(
+                    "stored ledger data is damaged; run a contact or ledger verification",
+                )
+            }
+            StoreError::Engine(e) if is_out_of_space(e) => {
+                tracing::error!(cause = %err, "storage is full");
+                Status::resource_exhausted("the ledger's disk is full; nothing was written")
+            }
+            StoreError::Engine(_) => {
+                tracing::error!(cause = %err, "storage engine error");
+                Status::unavailable("the ledger's storage failed; nothing was written, retry later")
+            }
+            StoreError::WriterStopped => Status::unavailable("the server is shutting down"),
+        }
+    }
+}
+
+fn is_out_of_space(err: &rocksdb::Error) -> bool {
+    let text = err.to_string();
+    text.contains("No space left") || text.contains("NoSpace")
+}
+
+/// The code, field and message of an event that was not appended; the same for a unary
+/// append (as a `Status`) and for one result of a batch.
+pub fn append_error_parts(err: &AppendError) -> (Code, &'static str, String) {
+    let (code, field) = match err {
+        AppendError::Rejected(ApplyError::NotRegistered) => (Code::NotFound, "contact_id"),
+        AppendError::Rejected(rejected) => (Code::FailedPrecondition, rejected.field()),
+        AppendError::IdempotencyConflict { .. } => (Code::AlreadyExists, "idempotency_key"),
+    };
+    (code, field, err.to_string())
+}
+
+impl From<AppendError> for Status {
+    fn from(err: AppendError) -> Self {
+        let (code, field, message) = append_error_parts(&err);
+        Status::new(code, format!("{field}: {message}"))
+    }
+}

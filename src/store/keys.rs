@@ -1,0 +1,90 @@
+//! Column families and key encodings. Integers are big-endian so RocksDB's byte order is
+//! numeric order.
+
+/// Entry bytes by global seq.
+pub(crate) const ENTRIES: &str = "entries";
+/// Global seq by (contact id, contact seq).
+pub(crate) const CONTACT_INDEX: &str = "contact_index";
+/// Perfect-subtree hashes by (level, index).
+pub(crate) const MERKLE: &str = "merkle";
+/// Contact projection by contact id.
+pub(crate) const STATE: &str = "state";
+/// Personal-data record by global seq.
+pub(crate) const PII: &str = "pii";
+/// Original receipt by idempotency key.
+pub(crate) const IDEMPOTENCY: &str = "idempotency";
+/// Ledger-wide values by name.
+pub(crate) const META: &str = "meta";
+
+/// Every column family the store opens.
+pub(crate) const ALL: [&str; 7] = [
+    ENTRIES,
+    CONTACT_INDEX,
+    MERKLE,
+    STATE,
+    PII,
+    IDEMPOTENCY,
+    META,
+];
+
+/// Meta key: number of entries (u64).
+pub(crate) const META_TREE_SIZE: &[u8] = b"tree_size";
+/// Meta key: Merkle root at that size (32 bytes).
+pub(crate) const META_TREE_ROOT: &[u8] = b"tree_root";
+/// Meta key: recorded time of the last entry (i64 nanoseconds since the epoch).
+pub(crate) const META_LAST_RECORDED_AT: &[u8] = b"last_recorded_at";
+
+pub(crate) fn seq_key(seq: u64) -> [u8; 8] {
+    seq.to_be_bytes()
+}
+
+/// `contact id || 0x00 || contact seq`. Contact ids are visible ASCII, so the 0x00
+/// separator keeps one contact's keys contiguous and apart from ids it prefixes.
+pub(crate) fn contact_index_key(contact_id: &str, contact_seq: u64) -> Vec<u8> {
+    let mut key = contact_prefix(contact_id);
+    key.extend_from_slice(&contact_seq.to_be_bytes());
+    key
+}
+
+pub(crate) fn contact_prefix(contact_id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(contact_id.len() + 9);
+    key.extend_from_slice(contact_id.as_bytes());
+    key.push(0);
+    key
+}
+
+pub(crate) fn merkle_key(level: u8, index: u64) -> [u8; 9] {
+    let mut key = [0u8; 9];
+    key[0] = level;
+    key[1..].copy_from_slice(&index.to_be_bytes());
+    key
+}
+
+pub(crate) fn decode_u64(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(bytes.try_into().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contact_keys_sort_by_contact_then_seq() {
+        let mut keys = vec![
+            contact_index_key("ab", 2),
+            contact_index_key("a", 300),
+            contact_index_key("ab", 1),
+            contact_index_key("a", 2),
+        ];
+        keys.sort();
+        assert_eq!(
+            keys,
+            vec![
+                contact_index_key("a", 2),
+                contact_index_key("a", 300),
+                contact_index_key("ab", 1),
+                contact_index_key("ab", 2),
+            ]
+        );
+    }
+}

@@ -1,0 +1,317 @@
+//! RocksDB storage: the column families, the reads, and (in `writer`) the single writer
+//! that appends. Reads never wait for the writer. Every method here blocks on disk I/O:
+//! call it off the async executor.
+
+mod keys;
+mod writer;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Direction, IteratorMode, Options, DB};
+
+use crate::audit::chain::{ChainBreak, ChainVerifier, StoredLink};
+use crate::audit::merkle::{empty_root, Frontier};
+use crate::ledger::entry::{entry_hash, Entry, EntryError};
+use crate::ledger::{ContactState, Hash};
+use crate::model::ContactId;
+
+pub use writer::{AppendError, Receipt, WriterHandle, WriterThread};
+
+/// A storage failure. Never carries personal data.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// RocksDB reported an error (I/O, no space, corruption found by RocksDB).
+    #[error("storage engine error: {0}")]
+    Engine(#[from] rocksdb::Error),
+    /// Stored data does not decode or disagrees with itself.
+    #[error("stored data is damaged: {0}")]
+    Corrupt(String),
+    /// The writer has stopped (the server is shutting down).
+    #[error("the ledger writer has stopped")]
+    WriterStopped,
+}
+
+impl StoreError {
+    /// The same error, for a second recipient (every caller of a failed group hears it).
+    pub(crate) fn duplicate(&self) -> Self {
+        match self {
+            Self::Engine(e) => Self::Engine(e.clone()),
+            Self::Corrupt(what) => Self::Corrupt(what.clone()),
+            Self::WriterStopped => Self::WriterStopped,
+        }
+    }
+}
+
+impl From<EntryError> for StoreError {
+    fn from(err: EntryError) -> Self {
+        Self::Corrupt(err.to_string())
+    }
+}
+
+/// Size and root of the global Merkle tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TreeHead {
+    /// Number of entries.
+    pub size: u64,
+    /// RFC 9162 root hash.
+    pub root: Hash,
+}
+
+/// An entry as read from storage: the exact bytes, their hash, and the decoded form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEntry {
+    /// The stored bytes.
+    pub bytes: Vec<u8>,
+    /// `SHA-256(0x00 || bytes)`.
+    pub hash: Hash,
+    /// The decoded entry.
+    pub entry: Entry,
+}
+
+impl StoredEntry {
+    fn from_bytes(bytes: Vec<u8>) -> Result<Self, StoreError> {
+        let entry = Entry::decode(&bytes)?;
+        Ok(Self {
+            hash: entry_hash(&bytes),
+            bytes,
+            entry,
+        })
+    }
+}
+
+/// Outcome of re-checking one contact's chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainReport {
+    /// Links checked before the first break (or all of them).
+    pub entries_checked: u64,
+    /// Hash of the last good link.
+    pub head_hash: Hash,
+    /// The first broken link, if any.
+    pub first_break: Option<ChainBreak>,
+}
+
+/// The ledger's RocksDB database. Cheap to clone; safe to share between threads.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: Arc<DB>,
+}
+
+impl Store {
+    /// Opens (or creates) the ledger in `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        options.set_paranoid_checks(true);
+        options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        options.increase_parallelism(2);
+        let families = keys::ALL
+            .iter()
+            .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+        let db = DB::open_cf_descriptors(&options, path, families)?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    /// Starts the single writer on its own thread. Appends go through the returned handle;
+    /// the thread ends when every handle is dropped, after answering what it has taken.
+    pub fn start_writer(&self) -> Result<(WriterHandle, WriterThread), StoreError> {
+        writer::start(self.clone())
+    }
+
+    fn cf(&self, name: &str) -> &ColumnFamily {
+        // Every family in keys::ALL is created at open.
+        self.db
+            .cf_handle(name)
+            .unwrap_or_else(|| panic!("column family {name} is opened with the database"))
+    }
+
+    /// The current size and root of the global Merkle tree.
+    pub fn tree_head(&self) -> Result<TreeHead, StoreError> {
+        let meta = self.cf(keys::META);
+        let size = match self.db.get_pinned_cf(meta, keys::META_TREE_SIZE)? {
+            Some(bytes) => keys::decode_u64(&bytes)
+                .ok_or_else(|| StoreError::Corrupt("meta tree_size is not a u64".into()))?,
+            None => 0,
+        };
+        let root = match self.db.get_pinned_cf(meta, keys::META_TREE_ROOT)? {
+            Some(bytes) => bytes
+                .as_ref()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("meta tree_root is not 32 bytes".into()))?,
+            None if size == 0 => empty_root(),
+            None => return Err(StoreError::Corrupt("meta tree_root is missing".into())),
+        };
+        Ok(TreeHead { size, root })
+    }
+
+    pub(crate) fn last_recorded_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let meta = self.cf(keys::META);
+        match self.db.get_pinned_cf(meta, keys::META_LAST_RECORDED_AT)? {
+            Some(bytes) => {
+                let nanos = keys::decode_u64(&bytes).ok_or_else(|| {
+                    StoreError::Corrupt("meta last_recorded_at is not 8 bytes".into())
+                })?;
+                Ok(Some(DateTime::from_timestamp_nanos(nanos as i64)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Rebuilds the right edge of the Merkle tree from the stored nodes.
+    pub(crate) fn frontier(&self, size: u64) -> Result<Frontier, StoreError> {
+        let merkle = self.cf(keys::MERKLE);
+        Frontier::load(
+            size,
+            |level, index| {
+                Ok(self
+                    .db
+                    .get_pinned_cf(merkle, keys::merkle_key(level, index))?
+                    .and_then(|b| b.as_ref().try_into().ok()))
+            },
+            |level, index| {
+                StoreError::Corrupt(format!("Merkle node ({level}, {index}) is missing"))
+            },
+        )
+    }
+
+    /// The stored Merkle node at `(level, index)`, if present.
+    pub fn merkle_node(&self, level: u8, index: u64) -> Result<Option<Hash>, StoreError> {
+        Ok(self
+            .db
+            .get_pinned_cf(self.cf(keys::MERKLE), keys::merkle_key(level, index))?
+            .and_then(|b| b.as_ref().try_into().ok()))
+    }
+
+    /// The entry with global sequence number `seq`, if it exists.
+    pub fn entry(&self, seq: u64) -> Result<Option<StoredEntry>, StoreError> {
+        self.db
+            .get_cf(self.cf(keys::ENTRIES), keys::seq_key(seq))?
+            .map(StoredEntry::from_bytes)
+            .transpose()
+    }
+
+    /// The contact's current state, or `None` for a contact never registered.
+    pub fn contact_state(&self, contact: &ContactId) -> Result<Option<ContactState>, StoreError> {
+        self.db
+            .get_pinned_cf(self.cf(keys::STATE), contact.as_str())?
+            .map(|bytes| {
+                serde_json::from_slice(&bytes)
+                    .map_err(|e| StoreError::Corrupt(format!("contact state: {e}")))
+            })
+            .transpose()
+    }
+
+    /// Up to `limit` of the contact's entries with contact seq greater than `after`, in
+    /// order, and whether more follow.
+    pub fn history(
+        &self,
+        contact: &ContactId,
+        after: u64,
+        limit: usize,
+    ) -> Result<(Vec<StoredEntry>, bool), StoreError> {
+        let mut entries = Vec::with_capacity(limit.min(1024));
+        for item in self.contact_index(contact, after + 1) {
+            let (_, seq) = item?;
+            if entries.len() == limit {
+                return Ok((entries, true));
+            }
+            let entry = self.entry(seq)?.ok_or_else(|| {
+                StoreError::Corrupt(format!("entry {seq} named by the contact index is missing"))
+            })?;
+            entries.push(entry);
+        }
+        Ok((entries, false))
+    }
+
+    /// `(contact seq, global seq)` pairs of a contact from `from` on.
+    fn contact_index<'a>(
+        &'a self,
+        contact: &ContactId,
+        from: u64,
+    ) -> impl Iterator<Item = Result<(u64, u64), StoreError>> + 'a {
+        let prefix = keys::contact_prefix(contact.as_str());
+        let start = keys::contact_index_key(contact.as_str(), from);
+        self.db
+            .iterator_cf(
+                self.cf(keys::CONTACT_INDEX),
+                IteratorMode::From(&start, Direction::Forward),
+            )
+            .map_while(move |item| match item {
+                Err(e) => Some(Err(StoreError::from(e))),
+                Ok((key, value)) => {
+                    let suffix = key.strip_prefix(prefix.as_slice())?;
+                    Some(
+                        keys::decode_u64(suffix)
+                            .zip(keys::decode_u64(&value))
+                            .ok_or_else(|| StoreError::Corrupt("malformed contact index".into())),
+                    )
+                }
+            })
+    }
+
+    /// Recomputes the contact's chain from the stored bytes. `None` if the contact has
+    /// neither state nor entries.
+    pub fn verify_contact(&self, contact: &ContactId) -> Result<Option<ChainReport>, StoreError> {
+        let state = self.contact_state(contact)?;
+        let mut verifier = ChainVerifier::new(contact.as_str());
+        let mut any = false;
+        let report = |verifier: &ChainVerifier<'_>, first_break| ChainReport {
+            entries_checked: verifier.checked(),
+            head_hash: verifier.head(),
+            first_break,
+        };
+        for item in self.contact_index(contact, 1) {
+            any = true;
+            let (contact_seq, seq) = item?;
+            let bytes = self.db.get_cf(self.cf(keys::ENTRIES), keys::seq_key(seq))?;
+            let personal = self.db.get_cf(self.cf(keys::PII), keys::seq_key(seq))?;
+            let link = StoredLink {
+                contact_seq,
+                seq,
+                bytes: bytes.as_deref(),
+                leaf: match seq.checked_sub(1) {
+                    Some(index) => self.merkle_node(0, index)?,
+                    None => None,
+                },
+                personal: personal.as_deref(),
+            };
+            if let Err(broken) = verifier.check(link) {
+                return Ok(Some(report(&verifier, Some(broken))));
+            }
+        }
+        let Some(state) = state else {
+            return Ok(if any {
+                Some(report(
+                    &verifier,
+                    Some(ChainBreak {
+                        seq: 0,
+                        contact_seq: verifier.checked(),
+                        problem: crate::audit::chain::ChainProblem::HeadMismatch,
+                        detail: "the contact has entries but no recorded state".into(),
+                    }),
+                ))
+            } else {
+                None
+            });
+        };
+        let finished = verifier.finish(state.head_contact_seq, state.head_hash);
+        Ok(Some(report(&verifier, finished.err())))
+    }
+
+    /// The personal-data record stored beside entry `seq`, if any.
+    pub fn personal_record(&self, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get_cf(self.cf(keys::PII), keys::seq_key(seq))?)
+    }
+
+    /// Flushes memtables and the WAL so everything acknowledged is in SST files. Used at
+    /// shutdown; durability never depends on it (each commit is already synced).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        for name in keys::ALL {
+            self.db.flush_cf(self.cf(name))?;
+        }
+        self.db.flush_wal(true)?;
+        Ok(())
+    }
+}

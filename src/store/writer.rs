@@ -1,0 +1,514 @@
+//! The single writer: one thread takes every pending append, assigns sequence numbers,
+//! computes hashes, extends the Merkle tree and the contact projections, and commits the
+//! whole group in one synced `WriteBatch` (group commit). A result is sent back only after
+//! that batch is durable on disk.
+//!
+//! Apply is a deterministic function of the stored state, the group of requests and the
+//! one time read per group: no other clock reads, no randomness, no map-order dependence.
+
+use std::collections::HashMap;
+use std::thread::JoinHandle;
+
+use chrono::{DateTime, Utc};
+use rocksdb::{WriteBatch, WriteOptions};
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{keys, Store, StoreError, TreeHead};
+use crate::audit::merkle::Frontier;
+use crate::ledger::entry::{entry_hash, Entry, EntryBody};
+use crate::ledger::projection::{self, ApplyError};
+use crate::ledger::{ContactState, Hash};
+use crate::model::{ContactId, Submission};
+
+/// Most events taken into one group commit.
+const MAX_GROUP_EVENTS: usize = 8192;
+/// Append requests that may wait for the writer before callers are slowed down.
+const QUEUE_DEPTH: usize = 4096;
+
+/// Proof that an event is in the ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// Global sequence number.
+    pub seq: u64,
+    /// Contact sequence number.
+    pub contact_seq: u64,
+    /// The contact.
+    pub contact_id: ContactId,
+    /// Entry hash (the Merkle leaf hash).
+    pub entry_hash: Hash,
+    /// Tree size after the commit that included the entry.
+    pub tree_size: u64,
+    /// Tree root at that size.
+    pub tree_root: Hash,
+    /// When the ledger recorded the entry.
+    pub recorded_at: DateTime<Utc>,
+    /// Whether this is an earlier receipt returned again for an idempotent retry.
+    pub replayed: bool,
+}
+
+/// Why one event was not appended. Nothing of it was written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AppendError {
+    /// The event does not fit the contact's state.
+    #[error(transparent)]
+    Rejected(#[from] ApplyError),
+    /// The idempotency key was used before for a different event.
+    #[error("idempotency key {key:?} was already used for a different event (seq {seq})")]
+    IdempotencyConflict {
+        /// The key.
+        key: String,
+        /// The entry it produced.
+        seq: u64,
+    },
+}
+
+type GroupResult = Result<Vec<Result<Receipt, AppendError>>, StoreError>;
+/// Per job, per submission: staged (receipt pending the group's tree head) or rejected.
+type Staged = Vec<Vec<Result<Pending, AppendError>>>;
+
+struct Job {
+    actor: String,
+    submissions: Vec<Submission>,
+    reply: oneshot::Sender<GroupResult>,
+}
+
+/// Sends appends to the writer. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct WriterHandle {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("events", &self.submissions.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl WriterHandle {
+    /// Appends `submissions` on behalf of `actor`, in order. Returns one result per
+    /// submission once every accepted one is durable; a rejected submission writes nothing
+    /// and does not affect the others.
+    pub async fn append(
+        &self,
+        actor: &str,
+        submissions: Vec<Submission>,
+    ) -> Result<Vec<Result<Receipt, AppendError>>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            actor: actor.to_owned(),
+            submissions,
+            reply,
+        };
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| StoreError::WriterStopped)?;
+        answer.await.map_err(|_| StoreError::WriterStopped)?
+    }
+}
+
+/// The writer thread. Join it after dropping every handle to wait until everything it
+/// accepted is durable and answered.
+#[derive(Debug)]
+pub struct WriterThread {
+    thread: JoinHandle<()>,
+}
+
+impl WriterThread {
+    /// Waits for the writer to finish its last group.
+    pub fn join(self) {
+        if self.thread.join().is_err() {
+            tracing::error!("the ledger writer thread panicked");
+        }
+    }
+}
+
+pub(super) fn start(store: Store) -> Result<(WriterHandle, WriterThread), StoreError> {
+    let head = store.tree_head()?;
+    let frontier = store.frontier(head.size)?;
+    if frontier.root() != head.root {
+        return Err(StoreError::Corrupt(format!(
+            "the stored Merkle nodes give a different root than the one recorded for tree size {}",
+            head.size
+        )));
+    }
+    let last_recorded_at = store.last_recorded_at()?;
+    let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
+    let mut writer = Writer {
+        store,
+        frontier,
+        last_recorded_at,
+    };
+    let thread = std::thread::Builder::new()
+        .name("ledger-writer".into())
+        .spawn(move || writer.run(queue))
+        .map_err(|e| StoreError::Corrupt(format!("cannot start the writer thread: {e}")))?;
+    Ok((WriterHandle { jobs }, WriterThread { thread }))
+}
+
+struct Writer {
+    store: Store,
+    frontier: Frontier,
+    last_recorded_at: Option<DateTime<Utc>>,
+}
+
+impl Writer {
+    fn run(&mut self, mut queue: mpsc::Receiver<Job>) {
+        while let Some(first) = queue.blocking_recv() {
+            let mut events = first.submissions.len();
+            let mut jobs = vec![first];
+            while events < MAX_GROUP_EVENTS {
+                match queue.try_recv() {
+                    Ok(job) => {
+                        events += job.submissions.len();
+                        jobs.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            // The one clock read of the group, kept monotonic across the ledger.
+            let now = Utc::now().max(self.last_recorded_at.unwrap_or_default());
+            self.commit_group(jobs, now);
+        }
+    }
+
+    fn commit_group(&mut self, jobs: Vec<Job>, now: DateTime<Utc>) {
+        match self.stage_and_commit(&jobs, now) {
+            Ok((frontier, head, results)) => {
+                self.frontier = frontier;
+                self.last_recorded_at = Some(now);
+                for (job, results) in jobs.into_iter().zip(results) {
+                    let receipts = results
+                        .into_iter()
+                        .map(|r| r.map(|pending| pending.into_receipt(head)))
+                        .collect();
+                    // A caller that went away still had its entries committed.
+                    let _ = job.reply.send(Ok(receipts));
+                }
+            }
+            Err(err) => {
+                tracing::error!(cause = %err, "group commit failed; nothing of it was written");
+                for job in jobs {
+                    let _ = job.reply.send(Err(err.duplicate()));
+                }
+            }
+        }
+    }
+
+    /// Stages every submission of the group and commits them in one synced batch.
+    fn stage_and_commit(
+        &self,
+        jobs: &[Job],
+        now: DateTime<Utc>,
+    ) -> Result<(Frontier, TreeHead, Staged), StoreError> {
+        let mut group = Group::new(&self.store, self.frontier.clone(), now);
+        let mut results = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let mut job_results = Vec::with_capacity(job.submissions.len());
+            for submission in &job.submissions {
+                job_results.push(group.apply(&job.actor, submission)?);
+            }
+            results.push(job_results);
+        }
+        let (frontier, head) = group.commit()?;
+        Ok((frontier, head, results))
+    }
+}
+
+/// A receipt whose tree head is known only once the group commits.
+#[derive(Debug, Clone)]
+struct Pending {
+    seq: u64,
+    contact_seq: u64,
+    contact_id: ContactId,
+    entry_hash: Hash,
+    recorded_at: DateTime<Utc>,
+    /// For a replay of a key stored by an earlier group: the original receipt.
+    replay_of: Option<Receipt>,
+    /// Whether this answers a retry.
+    replayed: bool,
+}
+
+impl Pending {
+    fn into_receipt(self, head: TreeHead) -> Receipt {
+        match self.replay_of {
+            Some(original) => Receipt {
+                replayed: true,
+                ..original
+            },
+            None => Receipt {
+                seq: self.seq,
+                contact_seq: self.contact_seq,
+                contact_id: self.contact_id,
+                entry_hash: self.entry_hash,
+                tree_size: head.size,
+                tree_root: head.root,
+                recorded_at: self.recorded_at,
+                replayed: self.replayed,
+            },
+        }
+    }
+}
+
+/// An idempotency record: the digest of the request that used the key, and what it
+/// produced (the receipt is completed at commit).
+#[derive(Debug, Clone)]
+struct KeyUse {
+    request_digest: Hash,
+    pending: Pending,
+}
+
+/// The entries of one group commit, staged in one `WriteBatch` with overlays so that later
+/// events in the group see earlier ones.
+struct Group<'s> {
+    store: &'s Store,
+    frontier: Frontier,
+    now: DateTime<Utc>,
+    batch: WriteBatch,
+    states: HashMap<ContactId, ContactState>,
+    key_uses: HashMap<String, KeyUse>,
+    /// Keys first used in this group, in order (written at commit with the final head).
+    new_keys: Vec<String>,
+}
+
+impl<'s> Group<'s> {
+    fn new(store: &'s Store, frontier: Frontier, now: DateTime<Utc>) -> Self {
+        Self {
+            store,
+            frontier,
+            now,
+            batch: WriteBatch::default(),
+            states: HashMap::new(),
+            key_uses: HashMap::new(),
+            new_keys: Vec::new(),
+        }
+    }
+
+    fn state(&mut self, contact: &ContactId) -> Result<Option<ContactState>, StoreError> {
+        if let Some(state) = self.states.get(contact) {
+            return Ok(Some(state.clone()));
+        }
+        self.store.contact_state(contact)
+    }
+
+    fn key_use(&mut self, key: &str) -> Result<Option<KeyUse>, StoreError> {
+        if let Some(used) = self.key_uses.get(key) {
+            return Ok(Some(used.clone()));
+        }
+        let stored = self
+            .store
+            .db
+            .get_pinned_cf(self.store.cf(keys::IDEMPOTENCY), key)?;
+        stored
+            .map(|bytes| decode_key_use(&bytes))
+            .transpose()
+            .map_err(StoreError::Corrupt)
+    }
+
+    /// Stages one submission, or says why it cannot be appended. A storage error fails
+    /// the whole group.
+    fn apply(
+        &mut self,
+        actor: &str,
+        submission: &Submission,
+    ) -> Result<Result<Pending, AppendError>, StoreError> {
+        let event = &submission.event;
+        let request_digest = request_digest(submission);
+        if let Some(key) = &event.idempotency_key {
+            if let Some(used) = self.key_use(key.as_str())? {
+                if used.request_digest != request_digest {
+                    return Ok(Err(AppendError::IdempotencyConflict {
+                        key: key.as_str().to_owned(),
+                        seq: used.pending.seq,
+                    }));
+                }
+                // The original receipt (completed at commit if first used in this group).
+                return Ok(Ok(Pending {
+                    replayed: true,
+                    ..used.pending
+                }));
+            }
+        }
+
+        let state = self.state(&event.contact_id)?;
+        let (contact_seq, prev_hash) = state.as_ref().map_or((1, crate::ledger::ZERO_HASH), |s| {
+            (s.head_contact_seq + 1, s.head_hash)
+        });
+        let personal = submission
+            .personal
+            .as_ref()
+            .filter(|p| !p.is_empty())
+            .map(|p| serde_json::to_vec(p).expect("personal records always serialize"));
+        let seq = self.frontier.size() + 1;
+        let entry = Entry {
+            seq,
+            contact_seq,
+            prev_hash,
+            contact_id: event.contact_id.clone(),
+            body: EntryBody {
+                recorded_at: self.now,
+                occurred_at: event.occurred_at.unwrap_or(self.now),
+                actor: actor.to_owned(),
+                idempotency_key: event.idempotency_key.clone(),
+                personal_data_sha256: personal.as_ref().map(|p| hex::encode(Sha256::digest(p))),
+                event: event.kind.clone(),
+            },
+        };
+        let bytes = entry.encode();
+        let hash = entry_hash(&bytes);
+        let next_state = match projection::apply(state.as_ref(), &entry, hash) {
+            Ok(next) => next,
+            Err(rejected) => return Ok(Err(rejected.into())),
+        };
+
+        // Accepted: stage everything it touches.
+        let db = &self.store;
+        self.batch
+            .put_cf(db.cf(keys::ENTRIES), keys::seq_key(seq), &bytes);
+        self.batch.put_cf(
+            db.cf(keys::CONTACT_INDEX),
+            keys::contact_index_key(event.contact_id.as_str(), contact_seq),
+            keys::seq_key(seq),
+        );
+        if let Some(personal) = &personal {
+            self.batch
+                .put_cf(db.cf(keys::PII), keys::seq_key(seq), personal);
+        }
+        for node in self.frontier.push(hash) {
+            self.batch.put_cf(
+                db.cf(keys::MERKLE),
+                keys::merkle_key(node.level, node.index),
+                node.hash,
+            );
+        }
+        self.states.insert(event.contact_id.clone(), next_state);
+        let pending = Pending {
+            seq,
+            contact_seq,
+            contact_id: event.contact_id.clone(),
+            entry_hash: hash,
+            recorded_at: self.now,
+            replay_of: None,
+            replayed: false,
+        };
+        if let Some(key) = &event.idempotency_key {
+            self.key_uses.insert(
+                key.as_str().to_owned(),
+                KeyUse {
+                    request_digest,
+                    pending: pending.clone(),
+                },
+            );
+            self.new_keys.push(key.as_str().to_owned());
+        }
+        Ok(Ok(pending))
+    }
+
+    /// Writes the group in one synced batch. Returns the new frontier and tree head.
+    fn commit(mut self) -> Result<(Frontier, TreeHead), StoreError> {
+        let head = TreeHead {
+            size: self.frontier.size(),
+            root: self.frontier.root(),
+        };
+        if self.states.is_empty() {
+            // Nothing accepted (only rejections and replays): nothing to write.
+            return Ok((self.frontier, head));
+        }
+        let db = self.store;
+        for (contact, state) in &self.states {
+            let bytes = serde_json::to_vec(state).expect("contact states always serialize");
+            self.batch
+                .put_cf(db.cf(keys::STATE), contact.as_str(), bytes);
+        }
+        for key in &self.new_keys {
+            if let Some(used) = self.key_uses.get(key) {
+                let receipt = used.pending.clone().into_receipt(head);
+                self.batch.put_cf(
+                    db.cf(keys::IDEMPOTENCY),
+                    key,
+                    encode_key_use(&used.request_digest, &receipt),
+                );
+            }
+        }
+        let meta = db.cf(keys::META);
+        self.batch
+            .put_cf(meta, keys::META_TREE_SIZE, head.size.to_be_bytes());
+        self.batch.put_cf(meta, keys::META_TREE_ROOT, head.root);
+        let nanos = self.now.timestamp_nanos_opt().unwrap_or_default() as u64;
+        self.batch
+            .put_cf(meta, keys::META_LAST_RECORDED_AT, nanos.to_be_bytes());
+        let mut sync = WriteOptions::default();
+        sync.set_sync(true);
+        db.db.write_opt(self.batch, &sync)?;
+        Ok((self.frontier, head))
+    }
+}
+
+/// Digest of everything the client sent for one event, personal data included, so a retry
+/// is recognised only if it is the same request.
+fn request_digest(submission: &Submission) -> Hash {
+    let mut hasher = Sha256::new();
+    hasher.update(serde_json::to_vec(&submission.event).expect("events always serialize"));
+    hasher.update([0]);
+    if let Some(personal) = &submission.personal {
+        hasher.update(serde_json::to_vec(personal).expect("personal records always serialize"));
+    }
+    hasher.finalize().into()
+}
+
+/// `digest(32) seq(8) contact_seq(8) hash(32) tree_size(8) root(32) recorded_at_nanos(8)
+/// contact_id(rest)`.
+fn encode_key_use(digest: &Hash, receipt: &Receipt) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128 + receipt.contact_id.as_str().len());
+    out.extend_from_slice(digest);
+    out.extend_from_slice(&receipt.seq.to_be_bytes());
+    out.extend_from_slice(&receipt.contact_seq.to_be_bytes());
+    out.extend_from_slice(&receipt.entry_hash);
+    out.extend_from_slice(&receipt.tree_size.to_be_bytes());
+    out.extend_from_slice(&receipt.tree_root);
+    let nanos = receipt
+        .recorded_at
+        .timestamp_nanos_opt()
+        .unwrap_or_default();
+    out.extend_from_slice(&nanos.to_be_bytes());
+    out.extend_from_slice(receipt.contact_id.as_str().as_bytes());
+    out
+}
+
+fn decode_key_use(bytes: &[u8]) -> Result<KeyUse, String> {
+    const FIXED: usize = 32 + 8 + 8 + 32 + 8 + 32 + 8;
+    if bytes.len() <= FIXED {
+        return Err("idempotency record is truncated".into());
+    }
+    let hash_at = |at: usize| -> Hash { bytes[at..at + 32].try_into().unwrap_or_default() };
+    let u64_at = |at: usize| u64::from_be_bytes(bytes[at..at + 8].try_into().unwrap_or_default());
+    let contact_id = std::str::from_utf8(&bytes[FIXED..])
+        .ok()
+        .and_then(|id| ContactId::parse("contact_id", id).ok())
+        .ok_or("idempotency record has a malformed contact id")?;
+    let receipt = Receipt {
+        seq: u64_at(32),
+        contact_seq: u64_at(40),
+        contact_id: contact_id.clone(),
+        entry_hash: hash_at(48),
+        tree_size: u64_at(80),
+        tree_root: hash_at(88),
+        recorded_at: DateTime::from_timestamp_nanos(u64_at(120) as i64),
+        replayed: true,
+    };
+    Ok(KeyUse {
+        request_digest: hash_at(0),
+        pending: Pending {
+            seq: receipt.seq,
+            contact_seq: receipt.contact_seq,
+            contact_id,
+            entry_hash: receipt.entry_hash,
+            recorded_at: receipt.recorded_at,
+            replay_of: Some(receipt),
+            replayed: true,
+        },
+    })
+}

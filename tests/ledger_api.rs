@@ -1,0 +1,765 @@
+//! The ledger API end to end: a real server on a real socket over a temporary RocksDB.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use consent_ledger::config::Limits;
+use consent_ledger::proto::v1 as pb;
+use pb::event::Kind;
+use tonic::Code;
+
+fn every_kind(contact: &str) -> Vec<pb::Event> {
+    vec![
+        registered(contact, "US"),
+        event(
+            contact,
+            Kind::ProfileUpdated(pb::ProfileUpdated {
+                country: "DE".into(),
+                region: "DE-BY".into(),
+                relationship: Some(pb::Relationship {
+                    audience: pb::Audience::B2c as i32,
+                    lifecycle: pb::Lifecycle::Customer as i32,
+                }),
+                personal: None,
+            }),
+        ),
+        basis(contact, "profiling"),
+        event(
+            contact,
+            Kind::AcquisitionRecorded(pb::AcquisitionRecorded {
+                source_kind: pb::SourceKind::DataVendorExport as i32,
+                supplier: "Acme Data GmbH".into(),
+                source_reference: "list-2026-11".into(),
+                notice_sent_at: Some(prost_types::Timestamp {
+                    seconds: 1_760_000_000,
+                    nanos: 0,
+                }),
+            }),
+        ),
+        consent_granted(contact, "email_marketing"),
+        event(
+            contact,
+            Kind::DoubleOptInRequested(pb::DoubleOptInRequested {
+                purpose: "email_marketing".into(),
+                channel: "email".into(),
+                token_sha256: "a".repeat(64),
+                evidence: Some(pb::CollectionEvidence {
+                    form_url: "https://example.test/signup".into(),
+                    ip_address: "2001:db8::1".into(),
+                    user_agent: String::new(),
+                }),
+            }),
+        ),
+        event(
+            contact,
+            Kind::DoubleOptInConfirmed(pb::DoubleOptInConfirmed {
+                purpose: "email_marketing".into(),
+                channel: "email".into(),
+                token_sha256: "a".repeat(64),
+                evidence: None,
+            }),
+        ),
+        consent_withdrawn(contact, "email_marketing"),
+        event(
+            contact,
+            Kind::ObjectionRecorded(pb::ObjectionRecorded {
+                scope: pb::ObjectionScope::DirectMarketing as i32,
+                purpose: String::new(),
+            }),
+        ),
+        event(
+            contact,
+            Kind::RestrictionApplied(pb::RestrictionApplied {
+                ground: pb::RestrictionGround::AccuracyContested as i32,
+                reference: "DSR-17".into(),
+            }),
+        ),
+        event(
+            contact,
+            Kind::RestrictionLifted(pb::RestrictionLifted {
+                restriction_contact_seq: 10,
+                reason: "accuracy verified".into(),
+            }),
+        ),
+    ]
+}
+
+/// The event as the ledger gives it back: personal data removed, times filled in.
+fn without_personal(mut event: pb::Event) -> Kind {
+    match event.kind.take() {
+        Some(Kind::ContactRegistered(mut m)) => {
+            m.personal = None;
+            Kind::ContactRegistered(m)
+        }
+        Some(Kind::ConsentGranted(mut m)) => {
+            if let Some(e) = &mut m.evidence {
+                e.ip_address.clear();
+                e.user_agent.clear();
+            }
+            Kind::ConsentGranted(m)
+        }
+        Some(Kind::DoubleOptInRequested(mut m)) => {
+            if let Some(e) = &mut m.evidence {
+                e.ip_address.clear();
+                e.user_agent.clear();
+            }
+            Kind::DoubleOptInRequested(m)
+        }
+        Some(kind) => kind,
+        None => unreachable!(),
+    }
+}
+
+#[tokio::test]
+async fn every_event_kind_is_recorded_and_read_back_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    let events = every_kind("crm-1");
+    let mut receipts = Vec::new();
+    for event in events.clone() {
+        receipts.push(append(&mut client, event).await);
+    }
+    for (i, receipt) in receipts.iter().enumerate() {
+        assert_eq!(receipt.seq, i as u64 + 1);
+        assert_eq!(receipt.contact_seq, i as u64 + 1);
+        assert_eq!(receipt.tree_size, i as u64 + 1);
+        assert_eq!(receipt.entry_hash.len(), 32);
+        assert!(!receipt.replayed);
+    }
+
+    let history = history(&mut client, "crm-1").await;
+    assert_eq!(history.len(), events.len());
+    let mut prev = vec![0u8; 32];
+    for ((entry, sent), receipt) in history.iter().zip(events).zip(&receipts) {
+        assert_eq!(entry.entry_hash, receipt.entry_hash);
+        assert_eq!(entry.prev_hash, prev, "chain link of seq {}", entry.seq);
+        prev = entry.entry_hash.clone();
+        assert_eq!(entry.actor, "local-unauthenticated");
+        let recorded = entry.event.clone().unwrap();
+        assert_eq!(recorded.kind, Some(without_personal(sent)));
+        // Personal data never enters the hashed bytes.
+        let stored = String::from_utf8_lossy(&entry.stored_bytes);
+        for personal in [
+            "crm-1@example.test",
+            "Name of crm-1",
+            "192.0.2.7",
+            "2001:db8::1",
+            "Mozilla",
+        ] {
+            assert!(
+                !stored.contains(personal),
+                "{personal} in entry {}",
+                entry.seq
+            );
+        }
+        let mut leaf = vec![0u8];
+        leaf.extend_from_slice(&entry.stored_bytes);
+        use sha2::Digest;
+        assert_eq!(sha2::Sha256::digest(&leaf).to_vec(), entry.entry_hash);
+    }
+    // Registration and the consent and DOI request with IP evidence carry personal data.
+    let with_personal: Vec<u64> = history
+        .iter()
+        .filter(|e| !e.personal_data_sha256.is_empty())
+        .map(|e| e.contact_seq)
+        .collect();
+    assert_eq!(with_personal, vec![1, 5, 6]);
+
+    let entry = client
+        .get_entry(pb::GetEntryRequest { seq: 5 })
+        .await
+        .unwrap()
+        .into_inner()
+        .entry
+        .unwrap();
+    assert_eq!(entry, history[4]);
+
+    let verified = client
+        .verify_contact(pb::VerifyContactRequest {
+            contact_id: "crm-1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(verified.ok, "{verified:?}");
+    assert_eq!(verified.entries_checked, 11);
+    assert_eq!(verified.head_hash, receipts[10].entry_hash);
+    assert_eq!(
+        tree_head(&mut client).await,
+        (11, receipts[10].tree_root.clone())
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn history_is_paged_with_opaque_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    append(&mut client, registered("crm-2", "FR")).await;
+    for _ in 0..24 {
+        append(&mut client, consent_granted("crm-2", "email_marketing")).await;
+    }
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let page = client
+            .get_history(pb::GetHistoryRequest {
+                contact_id: "crm-2".into(),
+                page_size: 10,
+                page_token: token,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        pages += 1;
+        seen.extend(page.entries.iter().map(|e| e.contact_seq));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, (1..=25).collect::<Vec<_>>());
+
+    let bad = client
+        .get_history(pb::GetHistoryRequest {
+            contact_id: "crm-2".into(),
+            page_size: 10,
+            page_token: "garbage".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert!(bad.message().contains("page_token"), "{}", bad.message());
+    let unknown = client
+        .get_history(pb::GetHistoryRequest {
+            contact_id: "crm-nobody".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+    let missing = client
+        .get_entry(pb::GetEntryRequest { seq: 999 })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn idempotent_retry_returns_the_original_receipt_and_conflicts_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    let mut first = registered("crm-3", "GB");
+    first.idempotency_key = "import-row-1".into();
+    let original = append(&mut client, first.clone()).await;
+    append(&mut client, basis("crm-3", "storage")).await;
+
+    let retried = append(&mut client, first.clone()).await;
+    assert!(retried.replayed);
+    assert_eq!(
+        pb::Receipt {
+            replayed: false,
+            ..retried
+        },
+        original,
+        "a retry returns the original receipt"
+    );
+    let head = tree_head(&mut client).await;
+    assert_eq!(head.0, 2, "the retry wrote nothing");
+
+    let mut different = first.clone();
+    different.kind = registered("crm-3", "IE").kind;
+    let conflict = client
+        .append(pb::AppendRequest {
+            event: Some(different),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(conflict.code(), Code::AlreadyExists);
+    assert!(
+        conflict.message().contains("idempotency_key"),
+        "{}",
+        conflict.message()
+    );
+    assert_eq!(
+        tree_head(&mut client).await,
+        head,
+        "the conflict wrote nothing"
+    );
+
+    // The same key twice within one batch: the second is a replay of the first.
+    let mut keyed = consent_granted("crm-3", "email_marketing");
+    keyed.idempotency_key = "form-submit-9".into();
+    let batch = client
+        .append_batch(pb::AppendBatchRequest {
+            events: vec![keyed.clone(), keyed],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let receipts: Vec<pb::Receipt> = batch
+        .results
+        .into_iter()
+        .map(|r| match r.outcome {
+            Some(pb::append_result::Outcome::Receipt(receipt)) => receipt,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(receipts[0].seq, 3);
+    assert_eq!(receipts[1].seq, 3);
+    assert!(!receipts[0].replayed && receipts[1].replayed);
+    assert_eq!(tree_head(&mut client).await.0, 3);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_event_in_a_batch_fails_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    let mut unknown_purpose = consent_granted("crm-4", "telepathy");
+    unknown_purpose.idempotency_key = "k-bad".into();
+    let batch = client
+        .append_batch(pb::AppendBatchRequest {
+            events: vec![
+                registered("crm-4", "DE"),
+                unknown_purpose,
+                consent_granted("crm-4", "email_marketing"),
+                consent_granted("crm-unregistered", "email_marketing"),
+                registered("crm-4", "DE"),
+            ],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let outcomes: Vec<_> = batch
+        .results
+        .iter()
+        .map(|r| (r.index, r.outcome.clone()))
+        .collect();
+    assert!(
+        matches!(outcomes[0], (0, Some(pb::append_result::Outcome::Receipt(ref r))) if r.seq == 1)
+    );
+    match &outcomes[1] {
+        (1, Some(pb::append_result::Outcome::Error(e))) => {
+            assert_eq!(e.code, Code::InvalidArgument as i32);
+            assert_eq!(e.field, "consent_granted.purpose");
+            assert!(e.message.contains("telepathy"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        matches!(outcomes[2], (2, Some(pb::append_result::Outcome::Receipt(ref r))) if r.seq == 2 && r.contact_seq == 2)
+    );
+    assert!(
+        matches!(outcomes[3], (3, Some(pb::append_result::Outcome::Error(ref e))) if e.code == Code::NotFound as i32)
+    );
+    assert!(
+        matches!(outcomes[4], (4, Some(pb::append_result::Outcome::Error(ref e))) if e.code == Code::FailedPrecondition as i32)
+    );
+    assert_eq!(tree_head(&mut client).await.0, 2);
+    assert_eq!(history(&mut client, "crm-4").await.len(), 2);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_input_names_the_field_and_the_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        max_message_bytes: 64 * 1024,
+        max_batch_events: 5,
+        ..Limits::default()
+    };
+    let server = TestServer::start_with(dir.path(), limits).await;
+    let mut client = server.client().await;
+    append(&mut client, registered("crm-5", "DE")).await;
+
+    let future = prost_types::Timestamp {
+        seconds: chrono::Utc::now().timestamp() + 600,
+        nanos: 0,
+    };
+    let with = |mut e: pb::Event, f: &dyn Fn(&mut pb::Event)| {
+        f(&mut e);
+        e
+    };
+    let cases: Vec<(&str, pb::Event, &str)> = vec![
+        (
+            "email as contact id",
+            registered("jane@example.com", "DE"),
+            "contact_id",
+        ),
+        (
+            "phone as contact id",
+            registered("+4917012345678", "DE"),
+            "contact_id",
+        ),
+        ("empty contact id", registered("", "DE"), "contact_id"),
+        (
+            "long contact id",
+            registered(&"x".repeat(129), "DE"),
+            "contact_id",
+        ),
+        (
+            "unknown country",
+            registered("crm-6", "XX"),
+            "contact_registered.country",
+        ),
+        (
+            "lower-case country",
+            registered("crm-6", "de"),
+            "contact_registered.country",
+        ),
+        (
+            "unknown purpose",
+            consent_granted("crm-5", "telepathy"),
+            "consent_granted.purpose",
+        ),
+        (
+            "unknown channel",
+            with(consent_granted("crm-5", "email_marketing"), &|e| {
+                if let Some(Kind::ConsentGranted(m)) = &mut e.kind {
+                    m.channel = "pigeon".into();
+                }
+            }),
+            "consent_granted.channel",
+        ),
+        (
+            "missing basis",
+            with(basis("crm-5", "storage"), &|e| {
+                if let Some(Kind::LegalBasisRecorded(m)) = &mut e.kind {
+                    m.basis = 0;
+                }
+            }),
+            "legal_basis_recorded.basis",
+        ),
+        (
+            "unknown basis value",
+            with(basis("crm-5", "storage"), &|e| {
+                if let Some(Kind::LegalBasisRecorded(m)) = &mut e.kind {
+                    m.basis = 77;
+                }
+            }),
+            "legal_basis_recorded.basis",
+        ),
+        (
+            "missing justification",
+            with(basis("crm-5", "storage"), &|e| {
+                if let Some(Kind::LegalBasisRecorded(m)) = &mut e.kind {
+                    m.justification.clear();
+                }
+            }),
+            "legal_basis_recorded.justification",
+        ),
+        (
+            "missing notice",
+            with(consent_granted("crm-5", "email_marketing"), &|e| {
+                if let Some(Kind::ConsentGranted(m)) = &mut e.kind {
+                    m.notice = None;
+                }
+            }),
+            "consent_granted.notice",
+        ),
+        (
+            "bad ip",
+            with(consent_granted("crm-5", "email_marketing"), &|e| {
+                if let Some(Kind::ConsentGranted(m)) = &mut e.kind {
+                    m.evidence.as_mut().unwrap().ip_address = "999.1.1.1".into();
+                }
+            }),
+            "consent_granted.evidence.ip_address",
+        ),
+        (
+            "time in the future",
+            with(consent_granted("crm-5", "email_marketing"), &|e| {
+                e.occurred_at = Some(future)
+            }),
+            "occurred_at",
+        ),
+        (
+            "no kind",
+            pb::Event {
+                contact_id: "crm-5".into(),
+                ..Default::default()
+            },
+            "kind",
+        ),
+        (
+            "vendor list without supplier",
+            event(
+                "crm-5",
+                Kind::AcquisitionRecorded(pb::AcquisitionRecorded {
+                    source_kind: pb::SourceKind::PurchasedList as i32,
+                    source_reference: "list-1".into(),
+                    ..Default::default()
+                }),
+            ),
+            "acquisition_recorded.supplier",
+        ),
+        (
+            "token digest not hex",
+            event(
+                "crm-5",
+                Kind::DoubleOptInRequested(pb::DoubleOptInRequested {
+                    purpose: "email_marketing".into(),
+                    channel: "email".into(),
+                    token_sha256: "plain-token".into(),
+                    evidence: None,
+                }),
+            ),
+            "double_opt_in_requested.token_sha256",
+        ),
+    ];
+    for (name, event, field) in cases {
+        let err = client
+            .append(pb::AppendRequest { event: Some(event) })
+            .await
+            .expect_err(name);
+        assert_eq!(err.code(), Code::InvalidArgument, "{name}: {err:?}");
+        assert!(
+            err.message().starts_with(&format!("{field}: ")),
+            "{name}: expected field {field}, got {:?}",
+            err.message()
+        );
+    }
+
+    let oversized = with(basis("crm-5", "storage"), &|e| {
+        if let Some(Kind::LegalBasisRecorded(m)) = &mut e.kind {
+            m.justification = "x".repeat(100 * 1024);
+        }
+    });
+    let err = client
+        .append(pb::AppendRequest {
+            event: Some(oversized),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
+    assert!(
+        err.message().contains("message length too large"),
+        "{}",
+        err.message()
+    );
+
+    let err = client
+        .append_batch(pb::AppendBatchRequest {
+            events: vec![basis("crm-5", "storage"); 6],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("max_batch_events"),
+        "{}",
+        err.message()
+    );
+
+    // Nothing of the rejected requests was written.
+    assert_eq!(tree_head(&mut client).await.0, 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn events_must_fit_the_contacts_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    let status = |r: Result<tonic::Response<pb::AppendResponse>, tonic::Status>| r.unwrap_err();
+
+    let err = status(
+        client
+            .append(pb::AppendRequest {
+                event: Some(basis("crm-7", "storage")),
+            })
+            .await,
+    );
+    assert_eq!(err.code(), Code::NotFound);
+    append(&mut client, registered("crm-7", "US")).await;
+    let err = status(
+        client
+            .append(pb::AppendRequest {
+                event: Some(registered("crm-7", "US")),
+            })
+            .await,
+    );
+    assert_eq!(err.code(), Code::FailedPrecondition);
+
+    let confirm = event(
+        "crm-7",
+        Kind::DoubleOptInConfirmed(pb::DoubleOptInConfirmed {
+            purpose: "email_marketing".into(),
+            channel: "email".into(),
+            token_sha256: "b".repeat(64),
+            evidence: None,
+        }),
+    );
+    let err = status(
+        client
+            .append(pb::AppendRequest {
+                event: Some(confirm),
+            })
+            .await,
+    );
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(
+        err.message()
+            .starts_with("double_opt_in_confirmed.token_sha256: "),
+        "{}",
+        err.message()
+    );
+
+    let lift = event(
+        "crm-7",
+        Kind::RestrictionLifted(pb::RestrictionLifted {
+            restriction_contact_seq: 1,
+            reason: "done".into(),
+        }),
+    );
+    let err = status(client.append(pb::AppendRequest { event: Some(lift) }).await);
+    assert_eq!(err.code(), Code::FailedPrecondition);
+
+    let move_region = event(
+        "crm-7",
+        Kind::ProfileUpdated(pb::ProfileUpdated {
+            region: "DE-BY".into(),
+            ..Default::default()
+        }),
+    );
+    let err = status(
+        client
+            .append(pb::AppendRequest {
+                event: Some(move_region),
+            })
+            .await,
+    );
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert_eq!(tree_head(&mut client).await.0, 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn health_and_reflection_answer_generic_clients() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let channel = server.channel().await;
+    let mut health = HealthClient::new(channel.clone());
+    for service in ["", "consentledger.v1.LedgerService"] {
+        let status = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        assert_eq!(status, ServingStatus::Serving as i32, "{service:?}");
+    }
+
+    let mut reflection = ServerReflectionClient::new(channel.clone());
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = reflection
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = responses.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("unexpected reflection response");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for expected in ["consentledger.v1.LedgerService", "grpc.health.v1.Health"] {
+        assert!(names.iter().any(|n| n == expected), "{names:?}");
+    }
+
+    // v1alpha, still used by many tools.
+    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient as AlphaClient;
+    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest as AlphaRequest;
+    let mut alpha = AlphaClient::new(channel);
+    let request = tonic_reflection::pb::v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(AlphaRequest::FileContainingSymbol(
+            "consentledger.v1.LedgerService".into(),
+        )),
+    };
+    let mut responses = alpha
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = responses.message().await.unwrap().unwrap();
+    assert!(matches!(
+        response.message_response,
+        Some(tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse::FileDescriptorResponse(ref f)) if !f.file_descriptor_proto.is_empty()
+    ));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_clean_restart_keeps_tree_chains_and_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    let contacts: Vec<String> = (0..10).map(|i| format!("crm-r{i}")).collect();
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    for contact in &contacts {
+        append(&mut client, registered(contact, "NL")).await;
+        append(&mut client, consent_granted(contact, "email_marketing")).await;
+        append(&mut client, consent_withdrawn(contact, "email_marketing")).await;
+    }
+    let head_before = tree_head(&mut client).await;
+    let mut histories_before = Vec::new();
+    for contact in &contacts {
+        histories_before.push(history(&mut client, contact).await);
+    }
+    server.stop().await;
+
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    assert_eq!(tree_head(&mut client).await, head_before);
+    for (contact, before) in contacts.iter().zip(&histories_before) {
+        assert_eq!(&history(&mut client, contact).await, before);
+        let verified = client
+            .verify_contact(pb::VerifyContactRequest {
+                contact_id: contact.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(verified.ok, "{contact}: {verified:?}");
+    }
+    let next = append(&mut client, basis(&contacts[0], "storage")).await;
+    assert_eq!(next.seq, head_before.0 + 1);
+    assert_eq!(next.contact_seq, 4);
+    assert_eq!(
+        history(&mut client, &contacts[0]).await[3].prev_hash,
+        histories_before[0][2].entry_hash
+    );
+    server.stop().await;
+
+    // The projections themselves survive the restart unchanged.
+    let store = consent_ledger::store::Store::open(dir.path()).unwrap();
+    let state = store
+        .contact_state(&consent_ledger::model::ContactId::parse("c", &contacts[1]).unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(state.head_contact_seq, 3);
+    assert_eq!(state.consents.len(), 1);
+    assert!(state.consents[0].granted.is_some() && state.consents[0].withdrawn.is_some());
+}

@@ -1,0 +1,201 @@
+//! Properties of the ledger over a real RocksDB: append-then-verify always holds, the
+//! Merkle root equals a recomputation from the definition, and any single changed byte of
+//! any stored entry is reported at exactly that entry.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+
+use chrono::Utc;
+use common::*;
+use consent_ledger::audit::merkle::root_from_leaf_hashes;
+use consent_ledger::model::{ContactId, Registry};
+use consent_ledger::proto::v1 as pb;
+use consent_ledger::service::convert::submission_from_proto;
+use consent_ledger::store::Store;
+use proptest::prelude::*;
+
+const CONTACTS: usize = 4;
+
+/// One step of a random history: which contact, what happens, and whether the step ends
+/// a batch.
+#[derive(Debug, Clone)]
+struct Step {
+    contact: usize,
+    op: u8,
+    end_batch: bool,
+}
+
+fn steps() -> impl Strategy<Value = Vec<Step>> {
+    prop::collection::vec(
+        (0..CONTACTS, 0u8..7, any::<bool>()).prop_map(|(contact, op, end_batch)| Step {
+            contact,
+            op,
+            end_batch,
+        }),
+        1..60,
+    )
+}
+
+fn step_event(contact: &str, op: u8, n: usize) -> Vec<pb::Event> {
+    use pb::event::Kind;
+    match op {
+        0 => vec![consent_granted(contact, "email_marketing")],
+        1 => vec![consent_withdrawn(contact, "email_marketing")],
+        2 => vec![basis(contact, "profiling")],
+        3 => vec![event(
+            contact,
+            Kind::ObjectionRecorded(pb::ObjectionRecorded {
+                scope: pb::ObjectionScope::Profiling as i32,
+                purpose: String::new(),
+            }),
+        )],
+        4 => vec![event(
+            contact,
+            Kind::ProfileUpdated(pb::ProfileUpdated {
+                country: ["US", "DE", "FR", "CA"][n % 4].into(),
+                ..Default::default()
+            }),
+        )],
+        5 => {
+            let token = format!("{:064x}", n);
+            let doi = |confirm: bool| {
+                let purpose = "email_marketing".to_owned();
+                let channel = "email".to_owned();
+                event(
+                    contact,
+                    if confirm {
+                        Kind::DoubleOptInConfirmed(pb::DoubleOptInConfirmed {
+                            purpose,
+                            channel,
+                            token_sha256: token.clone(),
+                            evidence: None,
+                        })
+                    } else {
+                        Kind::DoubleOptInRequested(pb::DoubleOptInRequested {
+                            purpose,
+                            channel,
+                            token_sha256: token.clone(),
+                            evidence: None,
+                        })
+                    },
+                )
+            };
+            vec![doi(false), doi(true)]
+        }
+        _ => vec![event(
+            contact,
+            Kind::RestrictionApplied(pb::RestrictionApplied {
+                ground: pb::RestrictionGround::LegalClaims as i32,
+                reference: format!("case-{n}"),
+            }),
+        )],
+    }
+}
+
+/// Appends the steps (registering each contact on first use) in the batches they name.
+/// Returns the contact ids used and the number of entries.
+fn build(dir: &Path, steps: &[Step]) -> (Vec<String>, u64) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let store = Store::open(dir).unwrap();
+    let (writer, thread) = store.start_writer().unwrap();
+    let registry = Registry::default();
+    let mut registered_yet = [false; CONTACTS];
+    let mut batch = Vec::new();
+    let mut total = 0u64;
+    let mut flush = |batch: &mut Vec<pb::Event>| {
+        if batch.is_empty() {
+            return;
+        }
+        let submissions = batch
+            .drain(..)
+            .map(|e| submission_from_proto(e, &registry, Utc::now()).unwrap())
+            .collect();
+        let results = runtime
+            .block_on(writer.append("prop", submissions))
+            .unwrap();
+        for result in results {
+            result.unwrap();
+            total += 1;
+        }
+    };
+    for (n, step) in steps.iter().enumerate() {
+        let contact = format!("prop-{}", step.contact);
+        if !registered_yet[step.contact] {
+            registered_yet[step.contact] = true;
+            batch.push(registered(&contact, "US"));
+        }
+        batch.extend(step_event(&contact, step.op, n));
+        if step.end_batch {
+            flush(&mut batch);
+        }
+    }
+    flush(&mut batch);
+    drop(writer);
+    thread.join();
+    let used = (0..CONTACTS)
+        .filter(|c| registered_yet[*c])
+        .map(|c| format!("prop-{c}"))
+        .collect();
+    (used, total)
+}
+
+fn id(contact: &str) -> ContactId {
+    ContactId::parse("contact_id", contact).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn append_then_verify_holds_and_root_matches_definition(steps in steps()) {
+        let dir = tempfile::tempdir().unwrap();
+        let (contacts, total) = build(dir.path(), &steps);
+        let store = Store::open(dir.path()).unwrap();
+        for contact in &contacts {
+            let report = store.verify_contact(&id(contact)).unwrap().unwrap();
+            prop_assert!(report.first_break.is_none(), "{contact}: {report:?}");
+        }
+        let head = store.tree_head().unwrap();
+        prop_assert_eq!(head.size, total);
+        let leaves: Vec<_> = (1..=total).map(|seq| store.entry(seq).unwrap().unwrap().hash).collect();
+        prop_assert_eq!(head.root, root_from_leaf_hashes(&leaves));
+    }
+
+    #[test]
+    fn any_changed_byte_is_reported_at_that_entry(
+        steps in steps(),
+        pick in any::<u64>(),
+        offset in any::<usize>(),
+        mask in 1u8..,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let (contacts, total) = build(dir.path(), &steps);
+        let seq = pick % total + 1;
+        let contact = {
+            let store = Store::open(dir.path()).unwrap();
+            store.entry(seq).unwrap().unwrap().entry.contact_id.to_string()
+        };
+        {
+            let names = rocksdb::DB::list_cf(&rocksdb::Options::default(), dir.path()).unwrap();
+            let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), dir.path(), names).unwrap();
+            let entries = db.cf_handle("entries").unwrap();
+            let mut bytes = db.get_cf(entries, seq.to_be_bytes()).unwrap().unwrap();
+            let at = offset % bytes.len();
+            bytes[at] ^= mask;
+            db.put_cf(entries, seq.to_be_bytes(), bytes).unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let report = store.verify_contact(&id(&contact)).unwrap().unwrap();
+        let broken = report.first_break.expect("a changed byte must break the chain");
+        prop_assert_eq!(broken.seq, seq, "{:?}", broken);
+        for other in contacts.iter().filter(|c| **c != contact) {
+            let report = store.verify_contact(&id(other)).unwrap().unwrap();
+            prop_assert!(report.first_break.is_none(), "{other} should be untouched");
+        }
+    }
+}
