@@ -30,6 +30,41 @@ enum Command {
     /// Append events and read the ledger through a running server.
     #[command(subcommand)]
     Ledger(LedgerCommand),
+    /// Measure a running server under load.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Durable appends at fixed concurrency: `Append` with --batch 1, `AppendBatch` above.
+    ///
+    /// Example: consent-ledger bench append --concurrency 64 --connections 4 --duration 10
+    Append {
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// HTTP/2 connections shared by the requests.
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        /// Events per request (1 = unary Append).
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// Distinct contacts per in-flight request.
+        #[arg(long, default_value_t = 100)]
+        contacts_per_worker: usize,
+        /// Unmeasured warm-up, in seconds.
+        #[arg(long, default_value_t = 2)]
+        warmup: u64,
+        /// Measured period, in seconds.
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        /// Print the result as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: Server,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -102,6 +137,13 @@ enum LedgerCommand {
         #[command(flatten)]
         server: Server,
     },
+    /// Print the size and root of the global Merkle tree.
+    ///
+    /// Example: consent-ledger ledger tree-head
+    TreeHead {
+        #[command(flatten)]
+        server: Server,
+    },
     /// Recompute one contact's hash chain; exits 1 if it is broken.
     ///
     /// Example: consent-ledger ledger verify crm-1
@@ -114,16 +156,30 @@ enum LedgerCommand {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            match err.downcast_ref::<tonic::Status>() {
+                Some(status) => eprintln!("error: {:?}: {}", status.code(), status.message()),
+                None => eprintln!("error: {err:#}"),
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Ledger(command) => ledger(command).await,
+        Command::Bench(command) => bench(command).await,
     }
 }
 
@@ -238,6 +294,17 @@ async fn ledger(command: LedgerCommand) -> anyhow::Result<()> {
                 to_json("consentledger.v1.GetEntryResponse", &response)?
             );
         }
+        LedgerCommand::TreeHead { server } => {
+            let mut client = cli::connect(&server.server).await?;
+            let response = client
+                .get_tree_head(pb::GetTreeHeadRequest {})
+                .await?
+                .into_inner();
+            println!(
+                "{}",
+                to_json("consentledger.v1.GetTreeHeadResponse", &response)?
+            );
+        }
         LedgerCommand::Verify { contact_id, server } => {
             let mut client = cli::connect(&server.server).await?;
             let response = client
@@ -250,6 +317,38 @@ async fn ledger(command: LedgerCommand) -> anyhow::Result<()> {
             );
             if !response.ok {
                 std::process::exit(1);
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn bench(command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Append {
+            concurrency,
+            connections,
+            batch,
+            contacts_per_worker,
+            warmup,
+            duration,
+            json,
+            server,
+        } => {
+            let report = cli::bench::run_append(cli::bench::AppendBench {
+                server: server.server,
+                concurrency,
+                connections,
+                batch,
+                contacts_per_worker,
+                warmup: Duration::from_secs(warmup),
+                duration: Duration::from_secs(duration),
+            })
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{}", report.table());
             }
         }
     }

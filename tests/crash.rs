@@ -30,7 +30,7 @@ async fn spawn_server(data_dir: &std::path::Path, log: &std::path::Path) -> (Chi
     let mut child = Command::new(env!("CARGO_BIN_EXE_consent-ledger"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(log)
         .kill_on_drop(true)
@@ -193,6 +193,44 @@ async fn acknowledged_appends_survive_sigkill() {
         "{} acknowledged appends over {CYCLES} SIGKILL cycles all present",
         acked.len()
     );
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_drains_in_flight_appends_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("server.log");
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let (mut child, url) = spawn_server(&data, &log).await;
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|id| tokio::spawn(writer(url.clone(), 0, id, acked.clone())))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid = child.id().unwrap().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("server did not stop within 30 s of SIGTERM")
+        .unwrap();
+    assert!(status.success(), "server exited with {status}");
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(log_text.contains("ledger closed cleanly"), "{log_text}");
+
+    let (mut child, url) = spawn_server(&data, &log).await;
+    let mut client = connect(&url).await;
+    let acked = acked.lock().unwrap().clone();
+    assert!(!acked.is_empty());
+    check_ledger(&mut client, &acked, 1).await;
     child.start_kill().unwrap();
     child.wait().await.unwrap();
 }

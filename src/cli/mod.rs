@@ -1,6 +1,8 @@
 //! Client-side commands: talk to a running server over gRPC, reading and printing messages
 //! in the protobuf JSON mapping (the same JSON `grpcurl` uses).
 
+pub mod bench;
+
 use anyhow::{bail, Context};
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
