@@ -37,6 +37,11 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     /// Request limits.
     pub limits: Limits,
+    /// Callers allowed in, with their roles and token digests; `None` turns
+    /// authentication off (loopback only).
+    pub callers_file: Option<PathBuf>,
+    /// How often the callers file is checked for changes.
+    pub callers_reload_interval: Duration,
 }
 
 impl Default for ServeConfig {
@@ -45,6 +50,8 @@ impl Default for ServeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             data_dir: PathBuf::from("./data"),
             limits: Limits::default(),
+            callers_file: None,
+            callers_reload_interval: Duration::from_secs(2),
         }
     }
 }

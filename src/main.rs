@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use consent_ledger::cli::{self, to_json};
 use consent_ledger::config::{Limits, ServeConfig};
 use consent_ledger::proto::v1 as pb;
+use consent_ledger::service::auth::{new_token, Role};
 use tracing_subscriber::EnvFilter;
 
 /// An append-only, hash-chained ledger of legal bases, consent and data-subject rights,
@@ -30,9 +31,36 @@ enum Command {
     /// Append events and read the ledger through a running server.
     #[command(subcommand)]
     Ledger(LedgerCommand),
+    /// Create bearer tokens for callers.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Measure a running server under load.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Print a new random token once, and the entry to add to the callers file (which
+    /// holds only the token's SHA-256 digest).
+    ///
+    /// Example: consent-ledger token create --name crm-sync --role writer
+    Create {
+        /// The caller's name, recorded as the actor of what it appends.
+        #[arg(long)]
+        name: String,
+        /// A role: writer, reader, dpo, auditor or admin. Repeat for several.
+        #[arg(long = "role", required = true, value_parser = parse_role)]
+        roles: Vec<Role>,
+        /// When the token stops working (RFC 3339), if ever.
+        #[arg(long)]
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    },
+}
+
+fn parse_role(name: &str) -> Result<Role, String> {
+    Role::parse(name)
+        .ok_or_else(|| format!("unknown role {name:?}: use writer, reader, dpo, auditor or admin"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -87,6 +115,10 @@ struct ServeArgs {
     /// Longest a request may run, in seconds.
     #[arg(long, env = "CONSENT_LEDGER_REQUEST_TIMEOUT_SECS", default_value_t = Limits::default().request_timeout.as_secs())]
     request_timeout_secs: u64,
+    /// Callers file: names, roles and token digests (see `token create`). Without it,
+    /// authentication is off and only loopback addresses are allowed.
+    #[arg(long, env = "CONSENT_LEDGER_CALLERS")]
+    callers: Option<PathBuf>,
     /// Allow listening on a non-loopback address without authentication. Never in
     /// production: anyone who reaches the port can write to the ledger.
     #[arg(long, env = "CONSENT_LEDGER_INSECURE")]
@@ -103,6 +135,14 @@ struct Server {
         global = true
     )]
     server: String,
+    /// Bearer token (from `token create`), sent as `authorization: Bearer <token>`.
+    #[arg(
+        long,
+        env = "CONSENT_LEDGER_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    token: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -180,17 +220,40 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve(args).await,
         Command::Ledger(command) => ledger(command).await,
         Command::Bench(command) => bench(command).await,
+        Command::Token(TokenCommand::Create {
+            name,
+            roles,
+            expires_at,
+        }) => {
+            let (token, digest) =
+                new_token().map_err(|e| anyhow::anyhow!("no randomness available: {e}"))?;
+            let roles: Vec<String> = roles.iter().map(|r| format!("{:?}", r.name())).collect();
+            println!("# Token for {name} (shown once; give it to the caller, keep it secret):");
+            println!("# {token}");
+            println!("[[caller]]");
+            println!("name = {name:?}");
+            println!("roles = [{}]", roles.join(", "));
+            println!("token_sha256 = \"{digest}\"");
+            if let Some(expires_at) = expires_at {
+                println!("expires_at = \"{}\"", expires_at.to_rfc3339());
+            }
+            Ok(())
+        }
     }
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    if !args.listen.ip().is_loopback() && !args.insecure {
-        bail!(
-            "refusing to listen on {} without authentication; listen on loopback or pass --insecure",
-            args.listen
+    if args.callers.is_none() {
+        if !args.listen.ip().is_loopback() && !args.insecure {
+            bail!(
+                "refusing to listen on {} without authentication; listen on loopback, give --callers, or pass --insecure",
+                args.listen
+            );
+        }
+        tracing::warn!(
+            "authentication is off (no --callers): every caller is recorded as local-unauthenticated with every role"
         );
     }
-    tracing::warn!("authentication is off: every caller is recorded as local-unauthenticated");
     let config = ServeConfig {
         listen: args.listen,
         data_dir: args.data_dir,
@@ -200,6 +263,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_concurrent_streams: args.max_concurrent_streams,
             request_timeout: Duration::from_secs(args.request_timeout_secs),
         },
+        callers_file: args.callers,
+        ..ServeConfig::default()
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -239,7 +304,7 @@ async fn ledger(command: LedgerCommand) -> anyhow::Result<()> {
                 Some(text) => text.to_owned(),
             };
             let events = cli::parse_events(&text)?;
-            let mut client = cli::connect(&server.server).await?;
+            let mut client = cli::connect(&server.server, server.token.as_deref()).await?;
             if events.len() == 1 {
                 let event = events.into_iter().next();
                 let response = client
@@ -263,7 +328,7 @@ async fn ledger(command: LedgerCommand) -> anyhow::Result<()> {
             page_size,
             server,
         } => {
-            let mut client = cli::connect(&server.server).await?;
+            let mut client = cli::connect(&server.server, server.token.as_deref()).await?;
             let mut page_token = String::new();
             loop {
                 let page = client
@@ -284,7 +349,7 @@ async fn ledger(command: LedgerCommand) -> anyhow::Result<()> {
             }
         }
         LedgerCommand::Entry { seq, server } => {
-            let mut client = cli::connect(&server.server).await?;
+            let mut client = cli::connect(&server.server, server.token.as_deref()).await?;
             let response = client
                 .get_entry(pb::GetEntryRequest { seq })
                 .await?
@@ -295,7 +360,7 @@ async fn ledger(command: LedgerCommand) -> anyhow::Result<()> {
             );
         }
         LedgerCommand::TreeHead { server } => {
-            let mut client = cli::connect(&server.server).await?;
+            let mut client = cli::connect(&server.server, server.token.as_deref()).await?;
             let response = client
                 .get_tree_head(pb::GetTreeHeadRequest {})
                 .await?
@@ -306,7 +371,7 @@ async fn ledger(command: LedgerCommand) -> anyhow::Result<()> {
             );
         }
         LedgerCommand::Verify { contact_id, server } => {
-            let mut client = cli::connect(&server.server).await?;
+            let mut client = cli::connect(&server.server, server.token.as_deref()).await?;
             let response = client
                 .verify_contact(pb::VerifyContactRequest { contact_id })
                 .await?
@@ -337,6 +402,7 @@ async fn bench(command: BenchCommand) -> anyhow::Result<()> {
         } => {
             let report = cli::bench::run_append(cli::bench::AppendBench {
                 server: server.server,
+                token: server.token,
                 concurrency,
                 connections,
                 batch,

@@ -6,14 +6,14 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 
 use crate::config::ServeConfig;
 use crate::model::Registry;
 use crate::proto::v1::ledger_service_server::LedgerServiceServer;
 use crate::proto::FILE_DESCRIPTOR_SET;
-use crate::service::{Caller, LedgerApi};
+use crate::service::auth::{reload_callers, AuthLayer, Authenticator, Callers, CallersError};
+use crate::service::LedgerApi;
 use crate::store::{Store, StoreError};
 
 /// Why the server could not start or stopped with an error.
@@ -27,6 +27,9 @@ pub enum ServerError {
         /// The cause.
         source: StoreError,
     },
+    /// The callers file is unreadable or malformed.
+    #[error(transparent)]
+    Callers(#[from] CallersError),
     /// Reflection could not be built from the descriptor set.
     #[error("cannot build server reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -43,6 +46,22 @@ pub async fn run(
     config: ServeConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
+    let auth = match &config.callers_file {
+        None => Authenticator::Disabled,
+        Some(path) => {
+            let callers = Callers::load(path)?;
+            tracing::info!(callers = callers.len(), "bearer-token authentication on");
+            Authenticator::tokens(callers)
+        }
+    };
+    let reloader = config.callers_file.clone().map(|path| {
+        tokio::spawn(reload_callers(
+            path,
+            auth.clone(),
+            config.callers_reload_interval,
+        ))
+    });
+
     let store_error = |source| ServerError::Store {
         path: config.data_dir.display().to_string(),
         source,
@@ -58,10 +77,8 @@ pub async fn run(
 
     let limits = config.limits;
     let ledger = LedgerApi::new(store.clone(), writer, Arc::new(Registry::default()), limits);
-    let ledger = InterceptedService::new(
-        LedgerServiceServer::new(ledger).max_decoding_message_size(limits.max_message_bytes),
-        identify_caller,
-    );
+    let ledger =
+        LedgerServiceServer::new(ledger).max_decoding_message_size(limits.max_message_bytes);
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
@@ -93,6 +110,7 @@ pub async fn run(
 
     tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving");
     let served = Server::builder()
+        .layer(AuthLayer::new(auth))
         .timeout(limits.request_timeout)
         .max_concurrent_streams(limits.max_concurrent_streams)
         .add_service(health)
@@ -102,6 +120,9 @@ pub async fn run(
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), on_shutdown)
         .await;
 
+    if let Some(reloader) = reloader {
+        reloader.abort();
+    }
     // The services (and their writer handles) are dropped with the server: the writer
     // finishes what it took and stops.
     let flushed = tokio::task::spawn_blocking(move || {
@@ -118,13 +139,4 @@ pub async fn run(
     }
     served?;
     Ok(())
-}
-
-/// Places the caller in every request before a handler runs. The embedded default serves
-/// loopback only and has no credentials to check, so every caller is the local one.
-fn identify_caller(mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-    request
-        .extensions_mut()
-        .insert(Caller::unauthenticated_local());
-    Ok(request)
 }

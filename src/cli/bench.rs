@@ -6,11 +6,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use hdrhistogram::Histogram;
 use serde::Serialize;
-use tonic::transport::{Channel, Endpoint};
 
+use super::{BearerToken, Client};
 use crate::proto::v1 as pb;
 use crate::proto::v1::ledger_service_client::LedgerServiceClient;
 
@@ -19,6 +18,8 @@ use crate::proto::v1::ledger_service_client::LedgerServiceClient;
 pub struct AppendBench {
     /// Server URL.
     pub server: String,
+    /// Bearer token of a caller with the writer role.
+    pub token: Option<String>,
     /// Requests in flight at once.
     pub concurrency: usize,
     /// HTTP/2 connections the requests share.
@@ -100,12 +101,9 @@ pub async fn run_append(bench: AppendBench) -> anyhow::Result<BenchReport> {
     );
     let mut channels = Vec::with_capacity(bench.connections);
     for _ in 0..bench.connections {
-        let channel = Endpoint::from_shared(bench.server.clone())?
-            .connect()
-            .await
-            .with_context(|| format!("cannot connect to {}", bench.server))?;
-        channels.push(channel);
+        channels.push(super::channel(&bench.server).await?);
     }
+    let token = BearerToken::new(bench.token.as_deref())?;
     // Contact ids unique to this run, so runs can repeat against the same ledger.
     let run = format!("{:x}", chrono::Utc::now().timestamp_micros());
     let measuring = Arc::new(AtomicBool::new(false));
@@ -113,7 +111,10 @@ pub async fn run_append(bench: AppendBench) -> anyhow::Result<BenchReport> {
     let errors = Arc::new(AtomicU64::new(0));
     let mut workers = Vec::with_capacity(bench.concurrency);
     for worker in 0..bench.concurrency {
-        let client = LedgerServiceClient::new(channels[worker % channels.len()].clone());
+        let client = LedgerServiceClient::with_interceptor(
+            channels[worker % channels.len()].clone(),
+            token.clone(),
+        );
         let prefix = format!("bench-{run}-{worker}");
         workers.push(tokio::spawn(append_worker(
             client,
@@ -167,7 +168,7 @@ fn new_histogram() -> Histogram<u64> {
 }
 
 async fn append_worker(
-    mut client: LedgerServiceClient<Channel>,
+    mut client: Client,
     prefix: String,
     bench: AppendBench,
     measuring: Arc<AtomicBool>,

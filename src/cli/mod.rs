@@ -6,20 +6,65 @@ pub mod bench;
 use anyhow::{bail, Context};
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::proto::v1 as pb;
 use crate::proto::v1::ledger_service_client::LedgerServiceClient;
 use crate::proto::FILE_DESCRIPTOR_SET;
 
-/// Connects to the server at `url` (e.g. `http://127.0.0.1:50051`).
-pub async fn connect(url: &str) -> anyhow::Result<LedgerServiceClient<Channel>> {
-    let channel = Endpoint::from_shared(url.to_owned())
+/// A ledger client that sends the caller's bearer token with every request.
+pub type Client = LedgerServiceClient<InterceptedService<Channel, BearerToken>>;
+
+/// Adds `authorization: Bearer <token>` to every request, when a token is given.
+#[derive(Debug, Clone)]
+pub struct BearerToken(Option<MetadataValue<Ascii>>);
+
+impl BearerToken {
+    /// A token to send; `None` sends no credentials.
+    pub fn new(token: Option<&str>) -> anyhow::Result<Self> {
+        token
+            .map(|t| {
+                format!("Bearer {t}")
+                    .parse::<MetadataValue<Ascii>>()
+                    .context("the token must be printable ASCII")
+            })
+            .transpose()
+            .map(Self)
+    }
+}
+
+impl Interceptor for BearerToken {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// Opens a connection to the server at `url` (e.g. `http://127.0.0.1:50051`).
+pub async fn channel(url: &str) -> anyhow::Result<Channel> {
+    Endpoint::from_shared(url.to_owned())
         .with_context(|| format!("{url} is not a valid server URL"))?
         .connect()
         .await
-        .with_context(|| format!("cannot connect to {url}"))?;
-    Ok(LedgerServiceClient::new(channel))
+        .with_context(|| format!("cannot connect to {url}"))
+}
+
+/// Connects to the server at `url`, authenticating with `token` if given.
+pub async fn connect(url: &str, token: Option<&str>) -> anyhow::Result<Client> {
+    Ok(LedgerServiceClient::with_interceptor(
+        channel(url).await?,
+        BearerToken::new(token)?,
+    ))
 }
 
 fn descriptor(name: &str) -> anyhow::Result<MessageDescriptor> {

@@ -25,20 +25,27 @@ impl TestServer {
     }
 
     pub async fn start_with(data_dir: &Path, limits: Limits) -> Self {
+        Self::start_config(ServeConfig {
+            data_dir: data_dir.to_path_buf(),
+            limits,
+            ..ServeConfig::default()
+        })
+        .await
+    }
+
+    /// Starts on 127.0.0.1:0 with `config` (its listen address is ignored).
+    pub async fn start_config(mut config: ServeConfig) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (shutdown, signal) = oneshot::channel::<()>();
-        let config = ServeConfig {
-            listen: addr,
-            data_dir: data_dir.to_path_buf(),
-            limits,
-        };
+        config.listen = addr;
+        let data_dir = config.data_dir.clone();
         let handle = tokio::spawn(consent_ledger::server::run(listener, config, async move {
             let _ = signal.await;
         }));
         Self {
             addr,
-            data_dir: data_dir.to_path_buf(),
+            data_dir,
             shutdown: Some(shutdown),
             handle: Some(handle),
         }
