@@ -28,6 +28,18 @@ impl Default for Limits {
     }
 }
 
+/// The server's TLS files (PEM).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// Certificate chain.
+    pub cert: PathBuf,
+    /// Private key.
+    pub key: PathBuf,
+    /// CA whose client certificates are accepted; set, it makes TLS mutual (a client
+    /// without a certificate from this CA is refused during the handshake).
+    pub client_ca: Option<PathBuf>,
+}
+
 /// Everything `serve` needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServeConfig {
@@ -42,6 +54,8 @@ pub struct ServeConfig {
     pub callers_file: Option<PathBuf>,
     /// How often the callers file is checked for changes.
     pub callers_reload_interval: Duration,
+    /// TLS; `None` serves plaintext HTTP/2.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for ServeConfig {
@@ -52,6 +66,7 @@ impl Default for ServeConfig {
             limits: Limits::default(),
             callers_file: None,
             callers_reload_interval: Duration::from_secs(2),
+            tls: None,
         }
     }
 }

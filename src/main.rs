@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use consent_ledger::cli::{self, to_json};
-use consent_ledger::config::{Limits, ServeConfig};
+use consent_ledger::config::{Limits, ServeConfig, TlsFiles};
 use consent_ledger::proto::v1 as pb;
 use consent_ledger::service::auth::{new_token, Role};
 use tracing_subscriber::EnvFilter;
@@ -119,6 +119,16 @@ struct ServeArgs {
     /// authentication is off and only loopback addresses are allowed.
     #[arg(long, env = "CONSENT_LEDGER_CALLERS")]
     callers: Option<PathBuf>,
+    /// Server certificate chain (PEM); with --tls-key, serves TLS.
+    #[arg(long, env = "CONSENT_LEDGER_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Server private key (PEM).
+    #[arg(long, env = "CONSENT_LEDGER_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// CA (PEM) whose client certificates are accepted: makes TLS mutual; the
+    /// certificate's CN or DNS name identifies the caller in the callers file.
+    #[arg(long, env = "CONSENT_LEDGER_TLS_CLIENT_CA", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
     /// Allow listening on a non-loopback address without authentication. Never in
     /// production: anyone who reaches the port can write to the ledger.
     #[arg(long, env = "CONSENT_LEDGER_INSECURE")]
@@ -143,6 +153,27 @@ struct Server {
         global = true
     )]
     token: Option<String>,
+    /// CA certificate (PEM) to trust for the server's certificate (use an https:// URL).
+    #[arg(long, env = "CONSENT_LEDGER_CA", global = true)]
+    ca: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS.
+    #[arg(long, env = "CONSENT_LEDGER_CERT", global = true)]
+    cert: Option<PathBuf>,
+    /// Client private key (PEM) for mutual TLS.
+    #[arg(long, env = "CONSENT_LEDGER_KEY", global = true)]
+    key: Option<PathBuf>,
+}
+
+impl Server {
+    fn connection(&self) -> cli::Connection {
+        cli::Connection {
+            url: self.server.clone(),
+            token: self.token.clone(),
+            ca: self.ca.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -243,13 +274,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let secured = args.callers.is_some() && args.tls_cert.is_some();
+    if !args.listen.ip().is_loopback() && !secured && !args.insecure {
+        bail!(
+            "refusing to listen on {} without TLS and authentication; listen on loopback, give --tls-cert/--tls-key and --callers, or pass --insecure",
+            args.listen
+        );
+    }
     if args.callers.is_none() {
-        if !args.listen.ip().is_loopback() && !args.insecure {
-            bail!(
-                "refusing to listen on {} without authentication; listen on loopback, give --callers, or pass --insecure",
-                args.listen
-            );
-        }
         tracing::warn!(
             "authentication is off (no --callers): every caller is recorded as local-unauthenticated with every role"
         );
@@ -264,6 +296,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             request_timeout: Duration::from_secs(args.request_timeout_secs),
         },
         callers_file: args.callers,
+        tls: match (args.tls_cert, args.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert,
+                key,
+                client_ca: args.tls_client_ca,
+            }),
+            _ => None,
+        },
         ..ServeConfig::default()
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -304,7 +344,7 @@ async fn ledger(command: LedgerCommand) -> anyhow::Result<()> {
                 Some(text) => text.to_owned(),
             };
             let events = cli::parse_events(&text)?;
-            let mut client = cli::connect(&server.server, server.token.as_deref()).await?;
+            let mut client = server.connection().client().await?;
             if events.len() == 1 {
                 let event = events.into_iter().next();
                 let response = client
@@ -328,7 +368,7 @@ async fn ledger(command: LedgerCommand) -> anyhow::Result<()> {
             page_size,
             server,
         } => {
-            let mut client = cli::connect(&server.server, server.token.as_deref()).await?;
+            let mut client = server.connection().client().await?;
             let mut page_token = String::new();
             loop {
                 let page = client
@@ -349,7 +389,7 @@ async fn ledger(command: LedgerCommand) -> anyhow::Result<()> {
             }
         }
         LedgerCommand::Entry { seq, server } => {
-            let mut client = cli::connect(&server.server, server.token.as_deref()).await?;
+            let mut client = server.connection().client().await?;
             let response = client
                 .get_entry(pb::GetEntryRequest { seq })
                 .await?
@@ -360,7 +400,7 @@ async fn ledger(command: LedgerCommand) -> anyhow::Result<()> {
             );
         }
         LedgerCommand::TreeHead { server } => {
-            let mut client = cli::connect(&server.server, server.token.as_deref()).await?;
+            let mut client = server.connection().client().await?;
             let response = client
                 .get_tree_head(pb::GetTreeHeadRequest {})
                 .await?
@@ -371,7 +411,7 @@ async fn ledger(command: LedgerCommand) -> anyhow::Result<()> {
             );
         }
         LedgerCommand::Verify { contact_id, server } => {
-            let mut client = cli::connect(&server.server, server.token.as_deref()).await?;
+            let mut client = server.connection().client().await?;
             let response = client
                 .verify_contact(pb::VerifyContactRequest { contact_id })
                 .await?
@@ -401,8 +441,7 @@ async fn bench(command: BenchCommand) -> anyhow::Result<()> {
             server,
         } => {
             let report = cli::bench::run_append(cli::bench::AppendBench {
-                server: server.server,
-                token: server.token,
+                connection: server.connection(),
                 concurrency,
                 connections,
                 batch,

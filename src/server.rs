@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::Server;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
-use crate::config::ServeConfig;
+use crate::config::{ServeConfig, TlsFiles};
 use crate::model::Registry;
 use crate::proto::v1::ledger_service_server::LedgerServiceServer;
 use crate::proto::FILE_DESCRIPTOR_SET;
@@ -30,6 +30,17 @@ pub enum ServerError {
     /// The callers file is unreadable or malformed.
     #[error(transparent)]
     Callers(#[from] CallersError),
+    /// A TLS file cannot be read.
+    #[error("cannot read TLS file {path}: {source}")]
+    TlsFile {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Mutual TLS maps certificate names to roles through the callers file.
+    #[error("mutual TLS (a client CA) needs a callers file that maps certificate names to roles")]
+    MutualTlsWithoutCallers,
     /// Reflection could not be built from the descriptor set.
     #[error("cannot build server reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -46,12 +57,16 @@ pub async fn run(
     config: ServeConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
+    if config.tls.as_ref().is_some_and(|t| t.client_ca.is_some()) && config.callers_file.is_none() {
+        return Err(ServerError::MutualTlsWithoutCallers);
+    }
+    let tls = config.tls.as_ref().map(server_tls).transpose()?;
     let auth = match &config.callers_file {
         None => Authenticator::Disabled,
         Some(path) => {
             let callers = Callers::load(path)?;
             tracing::info!(callers = callers.len(), "bearer-token authentication on");
-            Authenticator::tokens(callers)
+            Authenticator::callers(callers)
         }
     };
     let reloader = config.callers_file.clone().map(|path| {
@@ -109,7 +124,11 @@ pub async fn run(
     };
 
     tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving");
-    let served = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    let served = builder
         .layer(AuthLayer::new(auth))
         .timeout(limits.request_timeout)
         .max_concurrent_streams(limits.max_concurrent_streams)
@@ -139,4 +158,19 @@ pub async fn run(
     }
     served?;
     Ok(())
+}
+
+fn server_tls(files: &TlsFiles) -> Result<ServerTlsConfig, ServerError> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|source| ServerError::TlsFile {
+            path: path.display().to_string(),
+            source,
+        })
+    };
+    let mut tls =
+        ServerTlsConfig::new().identity(Identity::from_pem(read(&files.cert)?, read(&files.key)?));
+    if let Some(ca) = &files.client_ca {
+        tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
+    }
+    Ok(tls)
 }

@@ -194,14 +194,22 @@ async fn every_rpc_allows_exactly_the_roles_in_the_table() {
     server.stop().await;
 }
 
+async fn connect_as(server: &TestServer, token: &str) -> consent_ledger::cli::Client {
+    consent_ledger::cli::Connection {
+        token: Some(token.to_owned()),
+        ..consent_ledger::cli::Connection::plain(&server.url())
+    }
+    .client()
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
 async fn the_actor_is_the_authenticated_caller_and_revoked_tokens_stop_working() {
     let dir = tempfile::tempdir().unwrap();
     let (server, tokens) = start(dir.path()).await;
     let writer_token = tokens.by_role[0].1.clone();
-    let mut writer = consent_ledger::cli::connect(&server.url(), Some(&writer_token))
-        .await
-        .unwrap();
+    let mut writer = connect_as(&server, &writer_token).await;
     // The request carries a different name in every place a client could put one.
     let mut event = registered("crm-auth-1", "SE");
     event.idempotency_key = "svc-admin".into();
@@ -211,9 +219,7 @@ async fn the_actor_is_the_authenticated_caller_and_revoked_tokens_stop_working()
         .insert("x-actor", "svc-admin".parse().unwrap());
     writer.append(request).await.unwrap();
 
-    let mut auditor = consent_ledger::cli::connect(&server.url(), Some(&tokens.revocable))
-        .await
-        .unwrap();
+    let mut auditor = connect_as(&server, &tokens.revocable).await;
     let history = auditor
         .get_history(pb::GetHistoryRequest {
             contact_id: "crm-auth-1".into(),

@@ -16,10 +16,8 @@ use crate::proto::v1::ledger_service_client::LedgerServiceClient;
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct AppendBench {
-    /// Server URL.
-    pub server: String,
-    /// Bearer token of a caller with the writer role.
-    pub token: Option<String>,
+    /// The server, and credentials of a caller with the writer role.
+    pub connection: super::Connection,
     /// Requests in flight at once.
     pub concurrency: usize,
     /// HTTP/2 connections the requests share.
@@ -101,9 +99,9 @@ pub async fn run_append(bench: AppendBench) -> anyhow::Result<BenchReport> {
     );
     let mut channels = Vec::with_capacity(bench.connections);
     for _ in 0..bench.connections {
-        channels.push(super::channel(&bench.server).await?);
+        channels.push(bench.connection.channel().await?);
     }
-    let token = BearerToken::new(bench.token.as_deref())?;
+    let token = BearerToken::new(bench.connection.token.as_deref())?;
     // Contact ids unique to this run, so runs can repeat against the same ledger.
     let run = format!("{:x}", chrono::Utc::now().timestamp_micros());
     let measuring = Arc::new(AtomicBool::new(false));

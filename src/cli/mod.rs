@@ -6,10 +6,12 @@ pub mod bench;
 use anyhow::{bail, Context};
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
+use std::path::PathBuf;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::service::Interceptor;
-use tonic::transport::{Channel, Endpoint};
+
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::proto::v1 as pb;
 use crate::proto::v1::ledger_service_client::LedgerServiceClient;
@@ -50,21 +52,65 @@ impl Interceptor for BearerToken {
     }
 }
 
-/// Opens a connection to the server at `url` (e.g. `http://127.0.0.1:50051`).
-pub async fn channel(url: &str) -> anyhow::Result<Channel> {
-    Endpoint::from_shared(url.to_owned())
-        .with_context(|| format!("{url} is not a valid server URL"))?
-        .connect()
-        .await
-        .with_context(|| format!("cannot connect to {url}"))
+/// Where a client connects and how it proves who it is.
+#[derive(Debug, Clone, Default)]
+pub struct Connection {
+    /// `http://host:port`, or `https://host:port` for TLS.
+    pub url: String,
+    /// Bearer token.
+    pub token: Option<String>,
+    /// CA certificate (PEM) that signed the server's certificate.
+    pub ca: Option<PathBuf>,
+    /// Client certificate (PEM), for mutual TLS.
+    pub cert: Option<PathBuf>,
+    /// Client private key (PEM), for mutual TLS.
+    pub key: Option<PathBuf>,
 }
 
-/// Connects to the server at `url`, authenticating with `token` if given.
-pub async fn connect(url: &str, token: Option<&str>) -> anyhow::Result<Client> {
-    Ok(LedgerServiceClient::with_interceptor(
-        channel(url).await?,
-        BearerToken::new(token)?,
-    ))
+impl Connection {
+    /// A plaintext connection without credentials.
+    pub fn plain(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            ..Self::default()
+        }
+    }
+
+    /// Opens one HTTP/2 connection.
+    pub async fn channel(&self) -> anyhow::Result<Channel> {
+        let url = &self.url;
+        let mut endpoint = Endpoint::from_shared(url.clone())
+            .with_context(|| format!("{url} is not a valid server URL"))?;
+        if url.starts_with("https://") || self.ca.is_some() || self.cert.is_some() {
+            let read = |path: &PathBuf| {
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+            };
+            let mut tls = ClientTlsConfig::new();
+            if let Some(ca) = &self.ca {
+                tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
+            }
+            match (&self.cert, &self.key) {
+                (Some(cert), Some(key)) => {
+                    tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+                }
+                (None, None) => {}
+                _ => anyhow::bail!("--cert and --key go together"),
+            }
+            endpoint = endpoint.tls_config(tls)?;
+        }
+        endpoint
+            .connect()
+            .await
+            .with_context(|| format!("cannot connect to {url}"))
+    }
+
+    /// A ledger client over a new connection.
+    pub async fn client(&self) -> anyhow::Result<Client> {
+        Ok(LedgerServiceClient::with_interceptor(
+            self.channel().await?,
+            BearerToken::new(self.token.as_deref())?,
+        ))
+    }
 }
 
 fn descriptor(name: &str) -> anyhow::Result<MessageDescriptor> {

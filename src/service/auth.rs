@@ -181,7 +181,10 @@ struct CallersFile {
 struct CallerEntry {
     name: String,
     roles: Vec<Role>,
-    token_sha256: String,
+    #[serde(default)]
+    token_sha256: Option<String>,
+    #[serde(default)]
+    certificate_name: Option<String>,
     #[serde(default)]
     expires_at: Option<DateTime<Utc>>,
 }
@@ -195,7 +198,8 @@ pub struct Callers {
 #[derive(Debug, Clone)]
 struct KnownCaller {
     caller: Caller,
-    token_sha256: [u8; 32],
+    token_sha256: Option<[u8; 32]>,
+    certificate_name: Option<String>,
     expires_at: Option<DateTime<Utc>>,
 }
 
@@ -207,8 +211,11 @@ impl Callers {
     /// name = "crm-sync"
     /// roles = ["writer"]
     /// token_sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
-    /// expires_at = "2027-06-30T00:00:00Z"   # optional
+    /// certificate_name = "crm-sync.internal"  # CN or DNS SAN of its client certificate
+    /// expires_at = "2027-06-30T00:00:00Z"     # optional
     /// ```
+    ///
+    /// Each caller needs a `token_sha256`, a `certificate_name`, or both.
     pub fn parse(text: &str) -> Result<Self, CallersError> {
         let file: CallersFile =
             toml::from_str(text).map_err(|e| CallersError::Syntax(e.to_string()))?;
@@ -231,20 +238,32 @@ impl Callers {
             if entry.roles.is_empty() {
                 return Err(invalid("roles must name at least one role"));
             }
-            let mut token_sha256 = [0u8; 32];
-            hex::decode_to_slice(&entry.token_sha256, &mut token_sha256)
-                .map_err(|_| invalid("token_sha256 must be 64 hex characters"))?;
+            let token_sha256 = entry
+                .token_sha256
+                .as_deref()
+                .map(|text| {
+                    let mut digest = [0u8; 32];
+                    hex::decode_to_slice(text, &mut digest)
+                        .map(|()| digest)
+                        .map_err(|_| invalid("token_sha256 must be 64 hex characters"))
+                })
+                .transpose()?;
+            if token_sha256.is_none() && entry.certificate_name.is_none() {
+                return Err(invalid("needs a token_sha256, a certificate_name, or both"));
+            }
             entries.push(KnownCaller {
                 caller: Caller {
                     name: entry.name,
                     roles: entry.roles.into_iter().collect(),
                 },
                 token_sha256,
+                certificate_name: entry.certificate_name,
                 expires_at: entry.expires_at,
             });
         }
-        let digests: BTreeSet<_> = entries.iter().map(|e| e.token_sha256).collect();
-        if digests.len() != entries.len() {
+        let tokens: Vec<_> = entries.iter().filter_map(|e| e.token_sha256).collect();
+        let distinct: BTreeSet<_> = tokens.iter().collect();
+        if distinct.len() != tokens.len() {
             return Err(CallersError::Syntax(
                 "two callers share the same token_sha256".into(),
             ));
@@ -277,14 +296,44 @@ impl Callers {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let mut found = None;
         for entry in &self.entries {
-            if bool::from(entry.token_sha256.ct_eq(&digest)) {
-                found = Some(entry);
+            if let Some(known) = &entry.token_sha256 {
+                if bool::from(known.ct_eq(&digest)) {
+                    found = Some(entry);
+                }
             }
         }
         let entry = found.ok_or("unknown bearer token")?;
-        match entry.expires_at {
-            Some(expires) if expires <= now => Err("the bearer token has expired"),
-            _ => Ok(&entry.caller),
+        entry.unexpired(now, "the bearer token has expired")
+    }
+
+    /// The caller whose client certificate carries one of `names` (CN or DNS SANs).
+    fn by_certificate(
+        &self,
+        names: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<&Caller, &'static str> {
+        let entry = self
+            .entries
+            .iter()
+            .find(|e| {
+                e.certificate_name
+                    .as_ref()
+                    .is_some_and(|name| names.contains(name))
+            })
+            .ok_or("the client certificate names no known caller")?;
+        entry.unexpired(now, "the caller's access has expired")
+    }
+}
+
+impl KnownCaller {
+    fn unexpired(
+        &self,
+        now: DateTime<Utc>,
+        expired: &'static str,
+    ) -> Result<&Caller, &'static str> {
+        match self.expires_at {
+            Some(expires) if expires <= now => Err(expired),
+            _ => Ok(&self.caller),
         }
     }
 }
@@ -304,27 +353,35 @@ pub enum Authenticator {
     /// No credentials are checked: every caller is the local one with every role. Only
     /// for the embedded default on loopback.
     Disabled,
-    /// Bearer tokens from a callers file, which can be swapped while serving.
-    Tokens(Arc<RwLock<Arc<Callers>>>),
+    /// Callers from a callers file (bearer tokens and client-certificate names), which
+    /// can be swapped while serving.
+    Callers(Arc<RwLock<Arc<Callers>>>),
 }
 
 impl Authenticator {
-    /// Token authentication over `callers`.
-    pub fn tokens(callers: Callers) -> Self {
-        Self::Tokens(Arc::new(RwLock::new(Arc::new(callers))))
+    /// Authentication of `callers`.
+    pub fn callers(callers: Callers) -> Self {
+        Self::Callers(Arc::new(RwLock::new(Arc::new(callers))))
     }
 
     /// Replaces the callers (after a reload of the callers file).
     pub fn replace(&self, callers: Callers) {
-        if let Self::Tokens(current) = self {
+        if let Self::Callers(current) = self {
             if let Ok(mut current) = current.write() {
                 *current = Arc::new(callers);
             }
         }
     }
 
-    /// Decides whether a request for `path` with these headers may proceed, and as whom.
-    pub fn authorize(&self, path: &str, headers: &http::HeaderMap) -> Result<Caller, Status> {
+    /// Decides whether a request for `path` may proceed, and as whom: by its bearer token
+    /// if it sends one, otherwise by the names in its verified client certificate
+    /// (`peer_names`, empty without mutual TLS).
+    pub fn authorize(
+        &self,
+        path: &str,
+        headers: &http::HeaderMap,
+        peer_names: &[String],
+    ) -> Result<Caller, Status> {
         let Some(access) = access_for(path) else {
             tracing::warn!(rpc = path, "denied: RPC missing from the role table");
             return Err(Status::permission_denied(format!(
@@ -333,23 +390,23 @@ impl Authenticator {
         };
         let caller = match self {
             Self::Disabled => Caller::unauthenticated_local(),
-            Self::Tokens(_) if access == Access::Public => return Ok(anonymous()),
-            Self::Tokens(callers) => {
+            Self::Callers(_) if access == Access::Public => return Ok(anonymous()),
+            Self::Callers(callers) => {
                 let callers = callers
                     .read()
                     .map(|c| Arc::clone(&c))
                     .map_err(|_| Status::internal("caller table unavailable"))?;
-                let token = bearer_token(headers).map_err(|reason| {
+                let now = Utc::now();
+                let found = match bearer_token(headers) {
+                    Ok(Some(token)) => callers.by_token(token, now),
+                    Ok(None) if !peer_names.is_empty() => callers.by_certificate(peer_names, now),
+                    Ok(None) => Err("no credentials: send an authorization: Bearer <token> header or a client certificate"),
+                    Err(reason) => Err(reason),
+                };
+                found.cloned().map_err(|reason| {
                     tracing::warn!(rpc = path, reason, "unauthenticated request");
                     Status::unauthenticated(reason)
-                })?;
-                callers
-                    .by_token(token, Utc::now())
-                    .cloned()
-                    .map_err(|reason| {
-                        tracing::warn!(rpc = path, reason, "unauthenticated request");
-                        Status::unauthenticated(reason)
-                    })?
+                })?
             }
         };
         match access {
@@ -377,10 +434,10 @@ fn anonymous() -> Caller {
     }
 }
 
-fn bearer_token(headers: &http::HeaderMap) -> Result<&str, &'static str> {
-    let value = headers
-        .get(http::header::AUTHORIZATION)
-        .ok_or("no credentials: send an authorization: Bearer <token> header")?;
+fn bearer_token(headers: &http::HeaderMap) -> Result<Option<&str>, &'static str> {
+    let Some(value) = headers.get(http::header::AUTHORIZATION) else {
+        return Ok(None);
+    };
     value
         .to_str()
         .ok()
@@ -390,7 +447,39 @@ fn bearer_token(headers: &http::HeaderMap) -> Result<&str, &'static str> {
         })
         .map(str::trim)
         .filter(|t| !t.is_empty())
+        .map(Some)
         .ok_or("malformed authorization header: expected Bearer <token>")
+}
+
+/// The names a verified client certificate carries: its subject CN and DNS SANs.
+fn peer_names<B>(request: &http::Request<B>) -> Vec<String> {
+    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+    let Some(certs) = request
+        .extensions()
+        .get::<TlsConnectInfo<TcpConnectInfo>>()
+        .and_then(|info| info.peer_certs())
+    else {
+        return Vec::new();
+    };
+    let Some(Ok((_, cert))) = certs
+        .first()
+        .map(|der| x509_parser::parse_x509_certificate(der.as_ref()))
+    else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = cert
+        .subject()
+        .iter_common_name()
+        .filter_map(|cn| cn.as_str().ok().map(str::to_owned))
+        .collect();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            if let x509_parser::extensions::GeneralName::DNSName(dns) = name {
+                names.push((*dns).to_owned());
+            }
+        }
+    }
+    names
 }
 
 /// Watches a callers file and swaps the callers when its content changes. A file that
@@ -467,7 +556,11 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        match self.auth.authorize(request.uri().path(), request.headers()) {
+        let peers = peer_names(&request);
+        match self
+            .auth
+            .authorize(request.uri().path(), request.headers(), &peers)
+        {
             Ok(caller) => {
                 request.extensions_mut().insert(caller);
                 Box::pin(self.inner.call(request))
@@ -518,6 +611,10 @@ mod tests {
                 "[[caller]]\nname = \"a\"\nroles = [\"dpo\"]\ntoken = \"plain\"\n",
                 "unknown field",
             ),
+            (
+                "[[caller]]\nname = \"a\"\nroles = [\"dpo\"]\n",
+                "token_sha256, a certificate_name",
+            ),
             ("[[caller]\n", "line 1"),
         ] {
             let err = Callers::parse(bad).unwrap_err().to_string();
@@ -531,6 +628,7 @@ mod tests {
             .authorize(
                 "/consentledger.v1.LedgerService/DropEverything",
                 &http::HeaderMap::new(),
+                &[],
             )
             .unwrap_err();
         assert_eq!(err.code(), tonic::Code::PermissionDenied);
