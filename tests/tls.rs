@@ -82,6 +82,17 @@ async fn start(dir: &Path, pki: &Pki, mutual: bool) -> TestServer {
     .await
 }
 
+/// Whether the server turns this client away (at the handshake or at the first call).
+async fn is_refused(connection: &Connection) -> bool {
+    match connection.client().await {
+        Ok(mut client) => client
+            .get_tree_head(pb::GetTreeHeadRequest {})
+            .await
+            .is_err(),
+        Err(_) => true,
+    }
+}
+
 fn https(server: &TestServer) -> String {
     format!("https://localhost:{}", server.addr.port())
 }
@@ -106,14 +117,7 @@ async fn tls_clients_must_trust_the_server_ca() {
 
     // Plaintext to a TLS port does not get an answer.
     let plain = Connection::plain(&format!("http://127.0.0.1:{}", server.addr.port()));
-    let refused = match plain.client().await {
-        Ok(mut client) => client
-            .get_tree_head(pb::GetTreeHeadRequest {})
-            .await
-            .is_err(),
-        Err(_) => true,
-    };
-    assert!(refused);
+    assert!(is_refused(&plain).await);
     server.stop().await;
 }
 
@@ -153,14 +157,10 @@ async fn mutual_tls_identifies_the_caller_and_refuses_strangers() {
     );
 
     // No client certificate: the handshake is refused.
-    let refused = match base.client().await {
-        Ok(mut client) => client
-            .get_tree_head(pb::GetTreeHeadRequest {})
-            .await
-            .is_err(),
-        Err(_) => true,
-    };
-    assert!(refused, "a client without a certificate got in");
+    assert!(
+        is_refused(&base).await,
+        "a client without a certificate got in"
+    );
 
     // A certificate from another CA with the right name: refused too.
     let stranger = Connection {
@@ -168,13 +168,9 @@ async fn mutual_tls_identifies_the_caller_and_refuses_strangers() {
         key: Some(pki.stranger.1.clone()),
         ..base.clone()
     };
-    let refused = match stranger.client().await {
-        Ok(mut client) => client
-            .get_tree_head(pb::GetTreeHeadRequest {})
-            .await
-            .is_err(),
-        Err(_) => true,
-    };
-    assert!(refused, "a certificate from another CA got in");
+    assert!(
+        is_refused(&stranger).await,
+        "a certificate from another CA got in"
+    );
     server.stop().await;
 }
