@@ -1,5 +1,6 @@
-//! Assembles and runs the gRPC server: the ledger service, gRPC health and server
-//! reflection, request limits, and graceful shutdown driven by the caller's future.
+//! Assembles and runs the gRPC server: TLS, the authentication layer, the ledger service,
+//! gRPC health and server reflection, request limits, and graceful shutdown driven by the
+//! caller's future.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -69,14 +70,6 @@ pub async fn run(
             Authenticator::callers(callers)
         }
     };
-    let reloader = config.callers_file.clone().map(|path| {
-        tokio::spawn(reload_callers(
-            path,
-            auth.clone(),
-            config.callers_reload_interval,
-        ))
-    });
-
     let store_error = |source| ServerError::Store {
         path: config.data_dir.display().to_string(),
         source,
@@ -89,6 +82,15 @@ pub async fn run(
     let (writer, writer_thread) = store.start_writer().map_err(store_error)?;
     let head = store.tree_head().map_err(store_error)?;
     tracing::info!(tree_size = head.size, root = %hex::encode(head.root), "ledger opened");
+
+    // Started only once the ledger is open, so a failed start leaves no task behind.
+    let reloader = config.callers_file.clone().map(|path| {
+        tokio::spawn(reload_callers(
+            path,
+            auth.clone(),
+            config.callers_reload_interval,
+        ))
+    });
 
     let limits = config.limits;
     let ledger = LedgerApi::new(store.clone(), writer, Arc::new(Registry::default()), limits);
