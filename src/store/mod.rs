@@ -300,11 +300,6 @@ impl Store {
         Ok(Some(report(&verifier, finished.err())))
     }
 
-    /// The personal-data record stored beside entry `seq`, if any.
-    pub fn personal_record(&self, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.db.get_cf(self.cf(keys::PII), keys::seq_key(seq))?)
-    }
-
     /// Flushes memtables and the WAL so everything acknowledged is in SST files. Used at
     /// shutdown; durability never depends on it (each commit is already synced).
     pub fn flush(&self) -> Result<(), StoreError> {
