@@ -9,6 +9,7 @@ fn main() -> anyhow::Result<()> {
     let protos = [
         "proto/consentledger/v1/events.proto",
         "proto/consentledger/v1/ledger.proto",
+        "proto/consentledger/v1/audit.proto",
     ];
     println!("cargo:rerun-if-changed=proto");
     let descriptors = protox::compile(protos, ["proto"])?;

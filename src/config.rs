@@ -56,6 +56,15 @@ pub struct ServeConfig {
     pub callers_reload_interval: Duration,
     /// TLS; `None` serves plaintext HTTP/2.
     pub tls: Option<TlsFiles>,
+    /// Checkpoint signing key (signed-note signer key). `None` uses
+    /// `<data_dir>/checkpoint-signing.key`, generated on first start; a configured file
+    /// must exist.
+    pub checkpoint_key: Option<PathBuf>,
+    /// Origin (key name) of a newly generated signing key; `None` picks
+    /// `consent-ledger/<random>`.
+    pub log_origin: Option<String>,
+    /// How often a checkpoint is signed when the tree has grown.
+    pub checkpoint_interval: Duration,
 }
 
 impl Default for ServeConfig {
@@ -67,6 +76,9 @@ impl Default for ServeConfig {
             callers_file: None,
             callers_reload_interval: Duration::from_secs(2),
             tls: None,
+            checkpoint_key: None,
+            log_origin: None,
+            checkpoint_interval: Duration::from_secs(1),
         }
     }
 }

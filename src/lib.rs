@@ -17,6 +17,7 @@
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod keyfile;
 pub mod ledger;
 pub mod model;
 pub mod proto;

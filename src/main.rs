@@ -37,6 +37,113 @@ enum Command {
     /// Measure a running server under load.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Proofs, checkpoints, full verification and offline bundles, for auditors.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Print the verifier key of the checkpoint signing key kept on this machine, in
+    /// signed-note form (`name+keyid+base64`). Give it to auditors.
+    ///
+    /// Example: consent-ledger public-key --data-dir ./data > ledger.vkey
+    PublicKey {
+        /// The server's data directory (holds checkpoint-signing.key).
+        #[arg(long, env = "CONSENT_LEDGER_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+        /// The signing key file, if it is not in the data directory.
+        #[arg(long, env = "CONSENT_LEDGER_CHECKPOINT_KEY")]
+        key_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Print a signed checkpoint (the note itself, to save in a file).
+    ///
+    /// Example: consent-ledger audit checkpoint --fresh > checkpoint-2026-11-25.txt
+    Checkpoint {
+        /// Sign the current tree first if the latest checkpoint is older.
+        #[arg(long)]
+        fresh: bool,
+        /// The checkpoint of exactly this tree size instead of the latest.
+        #[arg(long)]
+        tree_size: Option<u64>,
+        #[command(flatten)]
+        server: Server,
+    },
+    /// List every checkpoint issued, one JSON object per line.
+    ///
+    /// Example: consent-ledger audit checkpoints --from-size 1000
+    Checkpoints {
+        /// Checkpoints of at least this tree size.
+        #[arg(long, default_value_t = 0)]
+        from_size: u64,
+        #[command(flatten)]
+        server: Server,
+    },
+    /// Fetch an entry's receipt proof (a checkpoint and the inclusion proof against it),
+    /// check it with the verifier key, and print it as JSON to keep as evidence.
+    ///
+    /// Example: consent-ledger audit inclusion 42 --verifier-key ledger.vkey > receipt-42.json
+    Inclusion {
+        /// Global sequence number of the entry.
+        seq: u64,
+        /// Verifier key, or a file holding it.
+        #[arg(long, env = "CONSENT_LEDGER_VERIFIER_KEY")]
+        verifier_key: String,
+        #[command(flatten)]
+        server: Server,
+    },
+    /// Prove that nothing was rewritten since an old checkpoint: check both signatures,
+    /// fetch the consistency proof and check it. Without NEW, uses a fresh checkpoint.
+    ///
+    /// Example: consent-ledger audit consistency old.txt new.txt --verifier-key ledger.vkey
+    Consistency {
+        /// A checkpoint saved earlier.
+        old: PathBuf,
+        /// A later checkpoint; omitted, the server signs the current tree.
+        new: Option<PathBuf>,
+        /// Verifier key, or a file holding it.
+        #[arg(long, env = "CONSENT_LEDGER_VERIFIER_KEY")]
+        verifier_key: String,
+        #[command(flatten)]
+        server: Server,
+    },
+    /// Re-hash and re-link the whole ledger on the server; progress on stderr, the
+    /// result as JSON on stdout; exits 1 if anything is damaged.
+    ///
+    /// Example: consent-ledger audit verify-ledger --trusted-checkpoint old.txt
+    VerifyLedger {
+        /// A checkpoint saved earlier that the ledger must still contain.
+        #[arg(long)]
+        trusted_checkpoint: Option<PathBuf>,
+        #[command(flatten)]
+        server: Server,
+    },
+    /// Export one contact's entries with inclusion proofs against one signed checkpoint.
+    ///
+    /// Example: consent-ledger audit bundle crm-1 -o crm-1.bundle.json
+    Bundle {
+        /// The contact id.
+        contact_id: String,
+        /// Where to write the bundle (JSON).
+        #[arg(short, long)]
+        output: PathBuf,
+        #[command(flatten)]
+        server: Server,
+    },
+    /// Verify a bundle offline: no server, no data directory. Exits 1 if it fails.
+    ///
+    /// Example: consent-ledger audit verify crm-1.bundle.json --key ledger.vkey
+    Verify {
+        /// The bundle file.
+        bundle: PathBuf,
+        /// Verifier key, or a file holding it (also --verifier-key).
+        #[arg(
+            long = "key",
+            visible_alias = "verifier-key",
+            env = "CONSENT_LEDGER_VERIFIER_KEY"
+        )]
+        verifier_key: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,6 +200,20 @@ enum BenchCommand {
         #[command(flatten)]
         server: Server,
     },
+    /// Full verification of the ledger (VerifyLedger) next to raw SHA-256 of the same
+    /// bytes here, and the latency of random inclusion and consistency proofs.
+    ///
+    /// Example: consent-ledger bench verify --proofs 1000
+    Verify {
+        /// Proofs of each kind to sample.
+        #[arg(long, default_value_t = 1000)]
+        proofs: usize,
+        /// Print the result as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: Server,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -133,6 +254,21 @@ struct ServeArgs {
     /// production: anyone who reaches the port can write to the ledger.
     #[arg(long, env = "CONSENT_LEDGER_INSECURE")]
     insecure: bool,
+    /// Checkpoint signing key file (signed-note signer key). Must exist. Without it,
+    /// DATA_DIR/checkpoint-signing.key is used, generated on first start.
+    #[arg(long, env = "CONSENT_LEDGER_CHECKPOINT_KEY")]
+    checkpoint_key: Option<PathBuf>,
+    /// Origin (key name) for a signing key generated on first start, e.g.
+    /// ledger.example.com/consent. Default: consent-ledger/<random>.
+    #[arg(long, env = "CONSENT_LEDGER_LOG_ORIGIN")]
+    log_origin: Option<String>,
+    /// How often a checkpoint is signed when the tree has grown, in milliseconds.
+    #[arg(
+        long,
+        env = "CONSENT_LEDGER_CHECKPOINT_INTERVAL_MS",
+        default_value_t = 1000
+    )]
+    checkpoint_interval_ms: u64,
 }
 
 #[derive(Debug, Args)]
@@ -251,6 +387,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve(args).await,
         Command::Ledger(command) => ledger(command).await,
         Command::Bench(command) => bench(command).await,
+        Command::Audit(command) => audit(command).await,
+        Command::PublicKey { data_dir, key_file } => {
+            println!(
+                "{}",
+                cli::audit::local_verifier_key(&data_dir, key_file.as_deref())?
+            );
+            Ok(())
+        }
         Command::Token(TokenCommand::Create {
             name,
             roles,
@@ -304,6 +448,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }),
             _ => None,
         },
+        checkpoint_key: args.checkpoint_key,
+        log_origin: args.log_origin,
+        checkpoint_interval: Duration::from_millis(args.checkpoint_interval_ms.max(1)),
         ..ServeConfig::default()
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -456,6 +603,197 @@ async fn bench(command: BenchCommand) -> anyhow::Result<()> {
                 println!("{}", report.table());
             }
         }
+        BenchCommand::Verify {
+            proofs,
+            json,
+            server,
+        } => {
+            let report = cli::bench::run_verify(&server.connection(), proofs).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{}", report.table());
+            }
+        }
     }
     Ok(())
+}
+
+async fn audit(command: AuditCommand) -> anyhow::Result<()> {
+    use cli::audit;
+    match command {
+        AuditCommand::Checkpoint {
+            fresh,
+            tree_size,
+            server,
+        } => {
+            let mut client = server.connection().audit_client().await?;
+            let response = client
+                .get_checkpoint(pb::GetCheckpointRequest {
+                    tree_size: tree_size.unwrap_or(0),
+                    fresh,
+                })
+                .await?
+                .into_inner();
+            let checkpoint = response
+                .checkpoint
+                .context("the server sent no checkpoint")?;
+            print!("{}", checkpoint.note);
+        }
+        AuditCommand::Checkpoints { from_size, server } => {
+            let mut client = server.connection().audit_client().await?;
+            let mut from_size = from_size;
+            loop {
+                let page = client
+                    .list_checkpoints(pb::ListCheckpointsRequest {
+                        from_size,
+                        page_size: 1000,
+                    })
+                    .await?
+                    .into_inner();
+                for checkpoint in &page.checkpoints {
+                    println!(
+                        "{}",
+                        serde_json::to_string(&serde_json::from_str::<serde_json::Value>(
+                            &to_json("consentledger.v1.Checkpoint", checkpoint)?
+                        )?)?
+                    );
+                }
+                if page.next_from_size == 0 {
+                    break;
+                }
+                from_size = page.next_from_size;
+            }
+        }
+        AuditCommand::Inclusion {
+            seq,
+            verifier_key,
+            server,
+        } => {
+            let key = audit::verifier_key(&verifier_key)?;
+            let mut client = server.connection().audit_client().await?;
+            let response = audit::receipt_proof(&mut client, seq, &key).await?;
+            eprintln!("entry {seq}: inclusion in the signed checkpoint verified");
+            println!(
+                "{}",
+                to_json("consentledger.v1.GetReceiptProofResponse", &response)?
+            );
+        }
+        AuditCommand::Consistency {
+            old,
+            new,
+            verifier_key,
+            server,
+        } => {
+            let key = audit::verifier_key(&verifier_key)?;
+            let (_, old_head) = audit::read_checkpoint(&old, &key)?;
+            let mut client = server.connection().audit_client().await?;
+            let new_head = match new {
+                Some(path) => audit::read_checkpoint(&path, &key)?.1,
+                None => {
+                    let response = client
+                        .get_checkpoint(pb::GetCheckpointRequest {
+                            tree_size: 0,
+                            fresh: true,
+                        })
+                        .await?
+                        .into_inner();
+                    let note = response
+                        .checkpoint
+                        .context("the server sent no checkpoint")?
+                        .note;
+                    consent_ledger::audit::checkpoint::open_checkpoint(&note, &key)
+                        .context("the server's current checkpoint")?
+                }
+            };
+            let outcome = audit::check_consistency(&mut client, old_head, new_head).await?;
+            eprintln!(
+                "consistent: the log of {} entries extends the log of {} entries unchanged",
+                outcome.new_size, outcome.old_size
+            );
+            println!("{}", serde_json::to_string_pretty(&outcome)?);
+        }
+        AuditCommand::VerifyLedger {
+            trusted_checkpoint,
+            server,
+        } => {
+            let trusted_checkpoint = match trusted_checkpoint {
+                Some(path) => std::fs::read_to_string(&path)
+                    .with_context(|| format!("cannot read {}", path.display()))?,
+                None => String::new(),
+            };
+            let mut client = server.connection().audit_client().await?;
+            let mut stream = client
+                .verify_ledger(pb::VerifyLedgerRequest { trusted_checkpoint })
+                .await?
+                .into_inner();
+            let mut result = None;
+            while let Some(message) = stream.message().await? {
+                match message.update {
+                    Some(pb::verify_ledger_response::Update::Progress(p)) => {
+                        eprintln!("verified {} of {} entries", p.entries_done, p.entries_total)
+                    }
+                    Some(pb::verify_ledger_response::Update::Result(r)) => result = Some(r),
+                    None => {}
+                }
+            }
+            let result = result.context("the server ended the stream without a result")?;
+            println!("{}", to_json("consentledger.v1.VerifyResult", &result)?);
+            if !result.ok {
+                std::process::exit(1);
+            }
+        }
+        AuditCommand::Bundle {
+            contact_id,
+            output,
+            server,
+        } => {
+            let mut client = server.connection().audit_client().await?;
+            let bundle = client
+                .export_bundle(pb::ExportBundleRequest { contact_id })
+                .await?
+                .into_inner();
+            std::fs::write(&output, to_json("consentledger.v1.Bundle", &bundle)?)
+                .with_context(|| format!("cannot write {}", output.display()))?;
+            eprintln!(
+                "wrote {} entries and checkpoint {} to {}",
+                bundle.entries.len(),
+                bundle.checkpoint.map_or(0, |c| c.tree_size),
+                output.display()
+            );
+        }
+        AuditCommand::Verify {
+            bundle,
+            verifier_key,
+        } => {
+            let key = audit::verifier_key(&verifier_key)?;
+            match audit::verify_bundle_file(&bundle, &key) {
+                Ok(summary) => println!(
+                    "OK: {} entries, contact seqs 1 to {} with no gap, each included in the checkpoint of {} entries (root {}) signed by {}",
+                    summary.entries,
+                    summary.entries,
+                    summary.checkpoint.size,
+                    hex::encode(summary.checkpoint.root),
+                    key.name()
+                ),
+                Err(err) => {
+                    eprintln!("FAILED: {err:#}");
+                    std::process::exit(1);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    /// Conflicting flag names and similar mistakes panic only when that subcommand is
+    /// parsed; check every one here.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
 }

@@ -10,12 +10,14 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::config::{ServeConfig, TlsFiles};
+use crate::keyfile::{load_or_create_signing_key, KeyFileError, CHECKPOINT_KEY_FILE};
 use crate::model::Registry;
+use crate::proto::v1::audit_service_server::AuditServiceServer;
 use crate::proto::v1::ledger_service_server::LedgerServiceServer;
 use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::service::auth::{reload_callers, AuthLayer, Authenticator, Callers, CallersError};
-use crate::service::LedgerApi;
-use crate::store::{Store, StoreError};
+use crate::service::{AuditApi, LedgerApi};
+use crate::store::{Checkpointer, Store, StoreError};
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +44,9 @@ pub enum ServerError {
     /// Mutual TLS maps certificate names to roles through the callers file.
     #[error("mutual TLS (a client CA) needs a callers file that maps certificate names to roles")]
     MutualTlsWithoutCallers,
+    /// The checkpoint signing key cannot be read or created.
+    #[error(transparent)]
+    SigningKey(#[from] KeyFileError),
     /// Reflection could not be built from the descriptor set.
     #[error("cannot build server reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -79,9 +84,21 @@ pub async fn run(
         .await
         .map_err(|_| store_error(StoreError::WriterStopped))?
         .map_err(store_error)?;
-    let (writer, writer_thread) = store.start_writer().map_err(store_error)?;
     let head = store.tree_head().map_err(store_error)?;
     tracing::info!(tree_size = head.size, root = %hex::encode(head.root), "ledger opened");
+    let (key_path, create_key) = match &config.checkpoint_key {
+        Some(path) => (path.clone(), false),
+        None => (config.data_dir.join(CHECKPOINT_KEY_FILE), true),
+    };
+    let (signing_key, _) =
+        load_or_create_signing_key(&key_path, create_key, config.log_origin.as_deref())?;
+    tracing::info!(verifier_key = %signing_key.verifier(), "checkpoints are signed");
+    let checkpointer = Checkpointer::new(store.clone(), signing_key);
+    let (writer, writer_thread) = store.start_writer().map_err(store_error)?;
+    let cadence = tokio::spawn(sign_checkpoints(
+        checkpointer.clone(),
+        config.checkpoint_interval,
+    ));
 
     // Started only once the ledger is open, so a failed start leaves no task behind.
     let reloader = config.callers_file.clone().map(|path| {
@@ -96,10 +113,15 @@ pub async fn run(
     let ledger = LedgerApi::new(store.clone(), writer, Arc::new(Registry::default()), limits);
     let ledger =
         LedgerServiceServer::new(ledger).max_decoding_message_size(limits.max_message_bytes);
+    let audit = AuditServiceServer::new(AuditApi::new(store.clone(), checkpointer.clone()))
+        .max_decoding_message_size(limits.max_message_bytes);
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<LedgerServiceServer<LedgerApi>>()
+        .await;
+    health_reporter
+        .set_serving::<AuditServiceServer<AuditApi>>()
         .await;
     health_reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)
@@ -121,6 +143,9 @@ pub async fn run(
             .set_not_serving::<LedgerServiceServer<LedgerApi>>()
             .await;
         reporter
+            .set_not_serving::<AuditServiceServer<AuditApi>>()
+            .await;
+        reporter
             .set_service_status("", tonic_health::ServingStatus::NotServing)
             .await;
     };
@@ -138,16 +163,22 @@ pub async fn run(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(ledger)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), on_shutdown)
+        .add_service(audit)
+        .serve_with_incoming_shutdown(no_delay(listener), on_shutdown)
         .await;
 
     if let Some(reloader) = reloader {
         reloader.abort();
     }
+    cadence.abort();
     // The services (and their writer handles) are dropped with the server: the writer
     // finishes what it took and stops.
     let flushed = tokio::task::spawn_blocking(move || {
         writer_thread.join();
+        // A last checkpoint covers everything acknowledged.
+        if let Err(err) = checkpointer.checkpoint_now() {
+            tracing::warn!(cause = %err, "could not sign the final checkpoint");
+        }
         store.flush()
     })
     .await;
@@ -160,6 +191,34 @@ pub async fn run(
     }
     served?;
     Ok(())
+}
+
+/// Accepted connections with Nagle's algorithm off: a response written as headers then
+/// body must not wait for the client's delayed ACK (40 ms per small unary call).
+fn no_delay(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt as _;
+    TcpListenerStream::new(listener).map(|accepted| {
+        let stream = accepted?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    })
+}
+
+/// Signs a checkpoint every `interval` when the tree has grown since the last one.
+async fn sign_checkpoints(checkpointer: Checkpointer, interval: std::time::Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let signer = checkpointer.clone();
+        match tokio::task::spawn_blocking(move || signer.checkpoint_now()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => tracing::error!(cause = %err, "could not sign a checkpoint"),
+            Err(_) => tracing::error!("the checkpoint task failed"),
+        }
+    }
 }
 
 fn server_tls(files: &TlsFiles) -> Result<ServerTlsConfig, ServerError> {

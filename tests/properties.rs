@@ -162,6 +162,10 @@ proptest! {
         }
         let head = store.tree_head().unwrap();
         prop_assert_eq!(head.size, total);
+        let full = store.verify_ledger(None, None, &mut |_, _| {}).unwrap();
+        prop_assert!(full.is_ok(), "{:?}", full.damage);
+        prop_assert_eq!(full.entries, total);
+        prop_assert_eq!(full.root, head.root);
         let leaves: Vec<_> = (1..=total).map(|seq| store.entry(seq).unwrap().unwrap().hash).collect();
         prop_assert_eq!(head.root, root_from_leaf_hashes(&leaves));
     }
@@ -190,6 +194,9 @@ proptest! {
             db.put_cf(entries, seq.to_be_bytes(), bytes).unwrap();
         }
         let store = Store::open(dir.path()).unwrap();
+        let full = store.verify_ledger(None, None, &mut |_, _| {}).unwrap();
+        prop_assert!(!full.is_ok(), "a changed byte must fail full verification");
+        prop_assert_eq!(full.damage[0].seq, seq, "{:?}", full.damage);
         let report = store.verify_contact(&id(&contact)).unwrap().unwrap();
         let broken = report.first_break.expect("a changed byte must break the chain");
         prop_assert_eq!(broken.seq, seq, "{:?}", broken);

@@ -1,9 +1,7 @@
 //! Checks one contact's hash chain link by link, from stored bytes. Pure: the caller reads
 //! the bytes and feeds them in order.
 
-use sha2::{Digest, Sha256};
-
-use crate::ledger::entry::{entry_hash, Entry, EntryHeader};
+use crate::ledger::entry::{entry_hash, personal_data_matches, EntryHeader};
 use crate::ledger::{Hash, ZERO_HASH};
 
 /// What is wrong with a link.
@@ -105,7 +103,7 @@ impl<'c> ChainVerifier<'c> {
                 format!("entry {} is missing", link.seq),
             ));
         };
-        let header = EntryHeader::decode(bytes)
+        let (header, body) = EntryHeader::decode_with_body(bytes)
             .map_err(|e| fail(ChainProblem::Undecodable, e.to_string()))?;
         if header.seq != link.seq
             || header.contact_seq != expected
@@ -138,12 +136,7 @@ impl<'c> ChainVerifier<'c> {
             ));
         }
         if let Some(personal) = link.personal {
-            let recorded = Entry::decode(bytes)
-                .map_err(|e| fail(ChainProblem::Undecodable, e.to_string()))?
-                .body
-                .personal_data_sha256;
-            let actual = hex::encode(Sha256::digest(personal));
-            if recorded.as_deref() != Some(actual.as_str()) {
+            if !personal_data_matches(body, personal) {
                 return Err(fail(
                     ChainProblem::PersonalDataDigestMismatch,
                     "the personal-data record beside the entry does not match its digest".into(),

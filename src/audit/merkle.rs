@@ -147,7 +147,7 @@ pub fn root_from_leaf_hashes(leaves: &[Hash]) -> Hash {
 }
 
 /// The largest power of two strictly smaller than `n` (n >= 2).
-fn largest_power_of_two_below(n: u64) -> u64 {
+pub(crate) fn largest_power_of_two_below(n: u64) -> u64 {
     1 << (63 - (n - 1).leading_zeros())
 }
 

@@ -256,3 +256,144 @@ fn bench_event(prefix: &str, index: usize, round: usize) -> pb::Event {
         ..Default::default()
     }
 }
+
+/// Results of the verification benchmark: `VerifyLedger` over the whole ledger next to
+/// raw SHA-256 over the same number and size of entries on this machine, and the latency
+/// of inclusion and consistency proofs at the ledger's current size.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyBenchReport {
+    /// Entries verified.
+    pub entries: u64,
+    /// Bytes of entries re-hashed.
+    pub bytes: u64,
+    /// Server-side seconds of `VerifyLedger`.
+    pub seconds: f64,
+    /// Entries verified per second.
+    pub entries_per_sec: f64,
+    /// Leaf hashes per second of bare SHA-256 over entries of the same size, here.
+    pub raw_sha256_entries_per_sec: f64,
+    /// `entries_per_sec / raw_sha256_entries_per_sec`.
+    pub share_of_raw_hashing: f64,
+    /// Whether the ledger verified.
+    pub ok: bool,
+    /// Proofs sampled of each kind.
+    pub proofs: usize,
+    /// Inclusion proof latency, microseconds.
+    pub inclusion_p50_us: u64,
+    /// 99th percentile.
+    pub inclusion_p99_us: u64,
+    /// Consistency proof latency, microseconds.
+    pub consistency_p50_us: u64,
+    /// 99th percentile.
+    pub consistency_p99_us: u64,
+}
+
+impl VerifyBenchReport {
+    /// A human-readable table.
+    pub fn table(&self) -> String {
+        format!(
+            "workload     verify ({})\nledger       {} entries, {:.1} MB\nVerifyLedger {:.2} s: {:.0} entries/s\nraw SHA-256  {:.0} entries/s of the same size (verification runs at {:.0}% of it)\nproofs       {} each; inclusion p50 {} us p99 {} us; consistency p50 {} us p99 {} us",
+            if self.ok { "ok" } else { "DAMAGE FOUND" },
+            self.entries,
+            self.bytes as f64 / 1e6,
+            self.seconds,
+            self.entries_per_sec,
+            self.raw_sha256_entries_per_sec,
+            self.share_of_raw_hashing * 100.0,
+            self.proofs,
+            self.inclusion_p50_us,
+            self.inclusion_p99_us,
+            self.consistency_p50_us,
+            self.consistency_p99_us,
+        )
+    }
+}
+
+/// Runs `VerifyLedger` once, measures raw hashing here, and samples `proofs` random
+/// inclusion and consistency proofs against the current tree.
+pub async fn run_verify(
+    connection: &super::Connection,
+    proofs: usize,
+) -> anyhow::Result<VerifyBenchReport> {
+    use sha2::{Digest, Sha256};
+
+    let mut audit = connection.audit_client().await?;
+    let mut stream = audit
+        .verify_ledger(pb::VerifyLedgerRequest::default())
+        .await?
+        .into_inner();
+    let mut result = None;
+    while let Some(message) = stream.message().await? {
+        if let Some(pb::verify_ledger_response::Update::Result(r)) = message.update {
+            result = Some(r);
+        }
+    }
+    let result = result.ok_or_else(|| anyhow::anyhow!("VerifyLedger sent no result"))?;
+    anyhow::ensure!(
+        result.entries_verified > 0,
+        "the ledger is empty: seed it first"
+    );
+
+    // Bare leaf hashing of as many entries of the average size, single-threaded.
+    let average = (result.bytes_hashed / result.entries_verified).max(1) as usize;
+    let entry = vec![0x5au8; average];
+    let started = Instant::now();
+    let mut sink = [0u8; 32];
+    for _ in 0..result.entries_verified {
+        let mut hasher = Sha256::new();
+        hasher.update([0u8]);
+        hasher.update(&entry);
+        hasher.update(sink);
+        sink = hasher.finalize().into();
+    }
+    let raw_seconds = started.elapsed().as_secs_f64();
+    std::hint::black_box(sink);
+    let raw_rate = result.entries_verified as f64 / raw_seconds;
+
+    let size = result.tree_size;
+    let mut inclusion = new_histogram();
+    let mut consistency = new_histogram();
+    let mut state = size ^ 0x9e37_79b9_7f4a_7c15;
+    let mut random = move |bound: u64| {
+        // xorshift: enough to spread samples over the tree.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % bound + 1
+    };
+    for _ in 0..proofs {
+        let seq = random(size);
+        let started = Instant::now();
+        audit
+            .get_inclusion_proof(pb::GetInclusionProofRequest {
+                seq,
+                tree_size: size,
+            })
+            .await?;
+        inclusion.record(started.elapsed().as_micros().max(1) as u64)?;
+        let first = random(size);
+        let started = Instant::now();
+        audit
+            .get_consistency_proof(pb::GetConsistencyProofRequest {
+                first_size: first,
+                second_size: size,
+            })
+            .await?;
+        consistency.record(started.elapsed().as_micros().max(1) as u64)?;
+    }
+    let entries_per_sec = result.entries_verified as f64 / result.seconds;
+    Ok(VerifyBenchReport {
+        entries: result.entries_verified,
+        bytes: result.bytes_hashed,
+        seconds: result.seconds,
+        entries_per_sec,
+        raw_sha256_entries_per_sec: raw_rate,
+        share_of_raw_hashing: entries_per_sec / raw_rate,
+        ok: result.ok,
+        proofs,
+        inclusion_p50_us: inclusion.value_at_quantile(0.5),
+        inclusion_p99_us: inclusion.value_at_quantile(0.99),
+        consistency_p50_us: consistency.value_at_quantile(0.5),
+        consistency_p99_us: consistency.value_at_quantile(0.99),
+    })
+}

@@ -1,6 +1,7 @@
 //! Client-side commands: talk to a running server over gRPC, reading and printing messages
 //! in the protobuf JSON mapping (the same JSON `grpcurl` uses).
 
+pub mod audit;
 pub mod bench;
 
 use anyhow::{bail, Context};
@@ -14,11 +15,14 @@ use tonic::service::Interceptor;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::proto::v1 as pb;
+use crate::proto::v1::audit_service_client::AuditServiceClient;
 use crate::proto::v1::ledger_service_client::LedgerServiceClient;
 use crate::proto::FILE_DESCRIPTOR_SET;
 
 /// A ledger client that sends the caller's bearer token with every request.
 pub type Client = LedgerServiceClient<InterceptedService<Channel, BearerToken>>;
+/// An audit client that sends the caller's bearer token with every request.
+pub type AuditClient = AuditServiceClient<InterceptedService<Channel, BearerToken>>;
 
 /// Adds `authorization: Bearer <token>` to every request, when a token is given.
 #[derive(Debug, Clone)]
@@ -107,6 +111,14 @@ impl Connection {
     /// A ledger client over a new connection.
     pub async fn client(&self) -> anyhow::Result<Client> {
         Ok(LedgerServiceClient::with_interceptor(
+            self.channel().await?,
+            BearerToken::new(self.token.as_deref())?,
+        ))
+    }
+
+    /// An audit client over a new connection.
+    pub async fn audit_client(&self) -> anyhow::Result<AuditClient> {
+        Ok(AuditServiceClient::with_interceptor(
             self.channel().await?,
             BearerToken::new(self.token.as_deref())?,
         ))

@@ -20,6 +20,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use sha2::{Digest, Sha256};
+
 use crate::audit::merkle::leaf_hash;
 use crate::model::{ContactId, EventKind, IdempotencyKey, MAX_ID_LEN};
 
@@ -136,6 +138,29 @@ impl<'a> EntryHeader<'a> {
     pub fn decode(bytes: &'a [u8]) -> Result<Self, EntryError> {
         split(bytes).map(|(header, _)| header)
     }
+
+    /// Reads the header and returns the body bytes (JSON) undecoded.
+    pub fn decode_with_body(bytes: &'a [u8]) -> Result<(Self, &'a [u8]), EntryError> {
+        split(bytes)
+    }
+}
+
+/// Whether `record` is the personal-data record whose SHA-256 the entry `body` (its JSON
+/// bytes) names. Reads only that field of the body.
+pub fn personal_data_matches(body: &[u8], record: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    struct DigestOnly {
+        personal_data_sha256: Option<String>,
+    }
+    let Ok(DigestOnly {
+        personal_data_sha256: Some(recorded),
+    }) = serde_json::from_slice(body)
+    else {
+        return false;
+    };
+    let actual: Hash = Sha256::digest(record).into();
+    let mut decoded = [0u8; 32];
+    hex::decode_to_slice(recorded, &mut decoded).is_ok() && decoded == actual
 }
 
 fn split(bytes: &[u8]) -> Result<(EntryHeader<'_>, &[u8]), EntryError> {

@@ -105,6 +105,38 @@ pub const RPC_ACCESS: &[(&str, Access)] = &[
         "/consentledger.v1.LedgerService/GetTreeHead",
         Access::Roles(&[Writer, Reader, Dpo, Auditor, Admin]),
     ),
+    (
+        "/consentledger.v1.AuditService/GetInclusionProof",
+        Access::Roles(&[Auditor, Writer]),
+    ),
+    (
+        "/consentledger.v1.AuditService/GetConsistencyProof",
+        Access::Roles(&[Auditor]),
+    ),
+    (
+        "/consentledger.v1.AuditService/GetCheckpoint",
+        Access::Roles(&[Auditor, Writer, Reader, Dpo, Admin]),
+    ),
+    (
+        "/consentledger.v1.AuditService/ListCheckpoints",
+        Access::Roles(&[Auditor]),
+    ),
+    (
+        "/consentledger.v1.AuditService/GetReceiptProof",
+        Access::Roles(&[Auditor, Writer]),
+    ),
+    (
+        "/consentledger.v1.AuditService/VerifyLedger",
+        Access::Roles(&[Auditor, Admin]),
+    ),
+    (
+        "/consentledger.v1.AuditService/ExportBundle",
+        Access::Roles(&[Auditor, Dpo]),
+    ),
+    (
+        "/consentledger.v1.AuditService/GetVerifierKey",
+        Access::Roles(&[Auditor, Writer, Reader, Dpo, Admin]),
+    ),
     ("/grpc.health.v1.Health/Check", Access::Public),
     ("/grpc.health.v1.Health/Watch", Access::Public),
     (

@@ -6,14 +6,18 @@ use std::net::IpAddr;
 use chrono::{DateTime, Duration, Utc};
 use prost_types::Timestamp;
 
+use crate::audit::bundle::{Bundle, BundleEntry};
 use crate::audit::chain::{ChainBreak, ChainProblem};
 use crate::ledger::entry::EntryBody;
+use crate::ledger::Hash;
 use crate::model::{
     self, ContactId, Country, Event, EventKind, IdempotencyKey, PersonalRecord, ProfileChange,
     Region, Registry, Submission, ValidationError,
 };
 use crate::proto::v1 as pb;
-use crate::store::{ChainReport, Receipt, StoredEntry};
+use crate::store::{
+    ChainReport, Damage, DamageKind, LedgerReport, Receipt, StoredCheckpoint, StoredEntry,
+};
 
 /// How far in the future a client-supplied time may be (clock skew allowance).
 pub const MAX_FUTURE_SKEW: Duration = Duration::minutes(5);
@@ -731,6 +735,130 @@ fn chain_break_to_proto(broken: &ChainBreak) -> pb::ChainBreak {
         problem: problem as i32,
         detail: broken.detail.clone(),
     }
+}
+
+/// A stored checkpoint as the API returns it.
+pub fn checkpoint_to_proto(checkpoint: &StoredCheckpoint) -> pb::Checkpoint {
+    pb::Checkpoint {
+        note: checkpoint.note.clone(),
+        tree_size: checkpoint.size,
+        root: checkpoint.root.to_vec(),
+        issued_at: Some(to_timestamp(checkpoint.issued_at)),
+    }
+}
+
+/// An inclusion proof as the API returns it.
+pub fn inclusion_proof_to_proto(
+    leaf_index: u64,
+    tree_size: u64,
+    hashes: &[Hash],
+) -> pb::InclusionProof {
+    pb::InclusionProof {
+        leaf_index,
+        tree_size,
+        hashes: hashes.iter().map(|h| h.to_vec()).collect(),
+    }
+}
+
+/// A full verification report as the API returns it.
+pub fn ledger_report_to_proto(report: &LedgerReport, seconds: f64) -> pb::VerifyResult {
+    pb::VerifyResult {
+        ok: report.is_ok(),
+        entries_verified: report.entries,
+        bytes_hashed: report.bytes,
+        tree_size: report.tree_size,
+        root: report.root.to_vec(),
+        checkpoints_checked: report.checkpoints_checked,
+        damage: report.damage.iter().map(damage_to_proto).collect(),
+        more_damage: report.more_damage,
+        seconds,
+    }
+}
+
+fn damage_to_proto(damage: &Damage) -> pb::Damage {
+    let kind = match damage.kind {
+        DamageKind::Changed => pb::DamageKind::Changed,
+        DamageKind::Missing => pb::DamageKind::Missing,
+        DamageKind::Reordered => pb::DamageKind::Reordered,
+        DamageKind::Undecodable => pb::DamageKind::Undecodable,
+        DamageKind::ChainBreak => pb::DamageKind::ChainBreak,
+        DamageKind::DigestMismatch => pb::DamageKind::DigestMismatch,
+        DamageKind::TreeMismatch => pb::DamageKind::TreeMismatch,
+        DamageKind::HeadMismatch => pb::DamageKind::HeadMismatch,
+        DamageKind::IndexMismatch => pb::DamageKind::IndexMismatch,
+        DamageKind::CheckpointMismatch => pb::DamageKind::CheckpointMismatch,
+        DamageKind::Rollback => pb::DamageKind::Rollback,
+    };
+    pb::Damage {
+        seq: damage.seq,
+        kind: kind as i32,
+        detail: damage.detail.clone(),
+    }
+}
+
+/// A bundle as the API returns it.
+pub fn bundle_to_proto(
+    contact_id: &str,
+    checkpoint: &StoredCheckpoint,
+    entries: Vec<BundleEntry>,
+) -> pb::Bundle {
+    pb::Bundle {
+        format: 1,
+        contact_id: contact_id.to_owned(),
+        checkpoint: Some(checkpoint_to_proto(checkpoint)),
+        entries: entries
+            .into_iter()
+            .map(|entry| pb::BundleEntry {
+                stored_bytes: entry.stored_bytes,
+                inclusion_proof: entry.inclusion_proof.iter().map(|h| h.to_vec()).collect(),
+            })
+            .collect(),
+    }
+}
+
+/// A bundle read from the API (or its JSON file) in domain form. Refuses hashes that
+/// are not 32 bytes, naming the entry.
+pub fn bundle_from_proto(bundle: pb::Bundle) -> Result<Bundle, ValidationError> {
+    if bundle.format != 1 {
+        return Err(ValidationError::new(
+            "format",
+            format!(
+                "unknown bundle format {}; this version reads format 1",
+                bundle.format
+            ),
+        ));
+    }
+    let checkpoint = bundle
+        .checkpoint
+        .ok_or_else(|| ValidationError::new("checkpoint", "is required"))?;
+    let entries = bundle
+        .entries
+        .into_iter()
+        .enumerate()
+        .map(|(at, entry)| {
+            let inclusion_proof = entry
+                .inclusion_proof
+                .iter()
+                .map(|h| {
+                    <Hash>::try_from(h.as_slice()).map_err(|_| {
+                        ValidationError::new(
+                            format!("entries[{at}].inclusion_proof"),
+                            "every hash must be 32 bytes",
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(BundleEntry {
+                stored_bytes: entry.stored_bytes,
+                inclusion_proof,
+            })
+        })
+        .collect::<Result<_, ValidationError>>()?;
+    Ok(Bundle {
+        contact_id: bundle.contact_id,
+        checkpoint_note: checkpoint.note,
+        entries,
+    })
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use tonic::{Code, Status};
 
 use crate::ledger::ApplyError;
 use crate::model::ValidationError;
-use crate::store::{AppendError, StoreError};
+use crate::store::{AppendError, ProofRequestError, StoreError};
 
 impl From<ValidationError> for Status {
     fn from(err: ValidationError) -> Self {
@@ -30,6 +30,16 @@ impl From<StoreError> for Status {
                 Status::unavailable("the ledger's storage failed; nothing was written, retry later")
             }
             StoreError::WriterStopped => Status::unavailable("the server is shutting down"),
+        }
+    }
+}
+
+impl From<ProofRequestError> for Status {
+    fn from(err: ProofRequestError) -> Self {
+        match err {
+            ProofRequestError::Invalid(e) => Status::invalid_argument(e.to_string()),
+            ProofRequestError::BeyondTree { .. } => Status::out_of_range(err.to_string()),
+            ProofRequestError::Store(e) => e.into(),
         }
     }
 }

@@ -1,11 +1,13 @@
 //! gRPC services: one module per service; `convert` maps proto <-> domain, `error` maps
 //! every layer's errors to `tonic::Status`. Handlers validate, call the store, and map.
 
+pub mod audit;
 pub mod auth;
 pub mod convert;
 pub mod error;
 pub mod ledger;
 
+pub use audit::AuditApi;
 pub use auth::Caller;
 pub use ledger::LedgerApi;
 

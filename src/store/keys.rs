@@ -15,9 +15,11 @@ pub(crate) const PII: &str = "pii";
 pub(crate) const IDEMPOTENCY: &str = "idempotency";
 /// Ledger-wide values by name.
 pub(crate) const META: &str = "meta";
+/// Signed checkpoints by tree size: issued-at (i64 nanoseconds, BE) then the note text.
+pub(crate) const CHECKPOINTS: &str = "checkpoints";
 
 /// Every column family the store opens.
-pub(crate) const ALL: [&str; 7] = [
+pub(crate) const ALL: [&str; 8] = [
     ENTRIES,
     CONTACT_INDEX,
     MERKLE,
@@ -25,6 +27,7 @@ pub(crate) const ALL: [&str; 7] = [
     PII,
     IDEMPOTENCY,
     META,
+    CHECKPOINTS,
 ];
 
 /// Meta key: number of entries (u64).

@@ -2,7 +2,10 @@
 //! that appends. Reads never wait for the writer. Every method here blocks on disk I/O:
 //! call it off the async executor.
 
+mod checkpoints;
 mod keys;
+mod proofs;
+mod verify;
 mod writer;
 
 use std::path::Path;
@@ -17,6 +20,9 @@ use crate::ledger::entry::{entry_hash, Entry, EntryError};
 use crate::ledger::{ContactState, Hash};
 use crate::model::ContactId;
 
+pub use checkpoints::{Checkpointer, StoredCheckpoint};
+pub use proofs::ProofRequestError;
+pub use verify::{Damage, DamageKind, LedgerReport};
 pub use writer::{AppendError, Receipt, WriterHandle, WriterThread};
 
 /// A storage failure. Never carries personal data.
@@ -127,15 +133,17 @@ impl Store {
             .unwrap_or_else(|| panic!("column family {name} is opened with the database"))
     }
 
-    /// The current size and root of the global Merkle tree.
+    /// The current size and root of the global Merkle tree, read from one snapshot so
+    /// the two always belong together.
     pub fn tree_head(&self) -> Result<TreeHead, StoreError> {
         let meta = self.cf(keys::META);
-        let size = match self.db.get_pinned_cf(meta, keys::META_TREE_SIZE)? {
+        let snapshot = self.db.snapshot();
+        let size = match snapshot.get_pinned_cf(meta, keys::META_TREE_SIZE)? {
             Some(bytes) => keys::decode_u64(&bytes)
                 .ok_or_else(|| StoreError::Corrupt("meta tree_size is not a u64".into()))?,
             None => 0,
         };
-        let root = match self.db.get_pinned_cf(meta, keys::META_TREE_ROOT)? {
+        let root = match snapshot.get_pinned_cf(meta, keys::META_TREE_ROOT)? {
             Some(bytes) => bytes
                 .as_ref()
                 .try_into()
