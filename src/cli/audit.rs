@@ -100,6 +100,7 @@ pub async fn receipt_proof(
 
 /// What a checked consistency proof showed.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ConsistencyOutcome {
     /// The older tree size.
     pub old_size: u64,

@@ -10,7 +10,7 @@ use rocksdb::{IteratorMode, ReadOptions};
 use sha2::{Digest, Sha256};
 
 use super::{keys, Store, StoreError};
-use crate::audit::checkpoint::{TreeCheckpoint, VerifierKey};
+use crate::audit::checkpoint::{parse_unverified, TreeCheckpoint, VerifierKey};
 use crate::audit::merkle::{empty_root, Frontier, Node};
 use crate::ledger::entry::{entry_hash, personal_data_matches, EntryHeader};
 use crate::ledger::{ContactState, Hash, ZERO_HASH};
@@ -126,9 +126,7 @@ impl<'s> TreeCheck<'s> {
     ) -> Result<Option<Hash>, StoreError> {
         let level_usize = usize::from(level);
         while self.levels.len() <= level_usize {
-            let mut options = ReadOptions::default();
-            options.set_readahead_size(1 << 20);
-            let mut it = snapshot.raw_iterator_cf_opt(cf, options);
+            let mut it = snapshot.raw_iterator_cf_opt(cf, scan_options());
             it.seek(keys::merkle_key(self.levels.len() as u8, 0));
             self.levels.push(it);
         }
@@ -186,6 +184,104 @@ impl<'s> TreeCheck<'s> {
     }
 }
 
+/// Compares the stored checkpoints, and the one the auditor trusts, with the recomputed
+/// tree as it reaches each of their sizes.
+struct CheckpointCheck<'s> {
+    stored: rocksdb::DBRawIteratorWithThreadMode<'s, rocksdb::DB>,
+    checked: u64,
+    /// Only the first mismatch is listed: every later checkpoint follows from it.
+    mismatch_reported: bool,
+    /// The last stored checkpoint reached: (size, stored value).
+    latest: Option<(u64, Vec<u8>)>,
+    trusted: Option<TreeCheckpoint>,
+    trusted_checked: bool,
+}
+
+impl CheckpointCheck<'_> {
+    /// Called each time the recomputed tree grows (and once when it is empty).
+    fn reached(&mut self, frontier: &Frontier, findings: &mut Findings) -> Result<(), StoreError> {
+        let size = frontier.size();
+        while let (Some(key), Some(value)) = (self.stored.key(), self.stored.value()) {
+            let Some(cp_size) = keys::decode_u64(key) else {
+                findings.add(
+                    0,
+                    DamageKind::CheckpointMismatch,
+                    "a stored checkpoint has a malformed key",
+                );
+                self.stored.next();
+                continue;
+            };
+            if cp_size > size {
+                break;
+            }
+            if cp_size == size {
+                self.checked += 1;
+                let head = value
+                    .get(8..)
+                    .and_then(|note| std::str::from_utf8(note).ok())
+                    .and_then(|note| parse_unverified(note).ok())
+                    .map(|(_, head)| head);
+                let matches = head.is_some_and(|h| h.size == size && h.root == frontier.root());
+                if !matches && !self.mismatch_reported {
+                    self.mismatch_reported = true;
+                    findings.add(
+                        size,
+                        DamageKind::CheckpointMismatch,
+                        format!("the signed checkpoint of size {size} does not match the entries: the first {size} entries were rewritten after it was signed, or it was altered"),
+                    );
+                }
+                self.latest = Some((cp_size, value.to_vec()));
+            }
+            self.stored.next();
+        }
+        self.stored.status()?;
+        if let Some(trusted) = self.trusted {
+            if trusted.size == size && !self.trusted_checked {
+                self.trusted_checked = true;
+                if trusted.root != frontier.root() {
+                    findings.add(
+                        size,
+                        DamageKind::CheckpointMismatch,
+                        format!("the checkpoint you trust (size {size}) has a different root than the first {size} entries now stored: history before it was rewritten"),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// After the last entry: checkpoints beyond it mean the log was cut back after they
+    /// were signed; the latest checkpoint's signature must verify with `key`.
+    fn finish(&mut self, stored_size: u64, key: Option<&VerifierKey>, findings: &mut Findings) {
+        while let Some(cp_size) = self.stored.key().map(keys::decode_u64) {
+            if let Some(cp_size) = cp_size.filter(|&s| s > stored_size) {
+                findings.add(
+                    stored_size + 1,
+                    DamageKind::Rollback,
+                    format!("a signed checkpoint covers {cp_size} entries but only {stored_size} are stored"),
+                );
+                break;
+            }
+            self.stored.next();
+        }
+        if let Some(trusted) = self.trusted.filter(|t| t.size > stored_size) {
+            findings.add(
+                stored_size + 1,
+                DamageKind::Rollback,
+                format!("the checkpoint you trust covers {} entries but the ledger now holds {stored_size}: entries {} to {} were removed", trusted.size, stored_size + 1, trusted.size),
+            );
+        }
+        if let (Some(key), Some((size, value))) = (key, &self.latest) {
+            let signed = std::str::from_utf8(&value[8..])
+                .ok()
+                .map(|note| key.open(note));
+            if !matches!(signed, Some(Ok(_))) {
+                findings.add(*size, DamageKind::CheckpointMismatch, format!("the signature of the latest checkpoint (size {size}) does not verify with the ledger's key"));
+            }
+        }
+    }
+}
+
 fn report_leaf(leaf: u64, stored_leaf_altered: bool, findings: &mut Findings) {
     let seq = leaf + 1;
     if stored_leaf_altered {
@@ -238,95 +334,25 @@ impl Store {
         let mut contacts: HashMap<String, (u64, Hash)> = HashMap::new();
         let mut index_digest = 0u128;
 
-        let read_options = || {
-            let mut options = ReadOptions::default();
-            options.set_readahead_size(4 << 20);
-            options
-        };
-        let mut personal = snapshot.raw_iterator_cf_opt(self.cf(keys::PII), read_options());
+        let mut personal = snapshot.raw_iterator_cf_opt(self.cf(keys::PII), scan_options());
         personal.seek_to_first();
-        let mut checkpoints =
-            snapshot.raw_iterator_cf_opt(self.cf(keys::CHECKPOINTS), read_options());
-        checkpoints.seek_to_first();
-        let mut checkpoints_checked = 0u64;
-        let mut checkpoint_mismatch_reported = false;
-        let mut latest_checkpoint: Option<(u64, Vec<u8>)> = None;
-        let mut trusted_checked = false;
-
-        let mut entries = snapshot.raw_iterator_cf_opt(self.cf(keys::ENTRIES), read_options());
-        entries.seek_to_first();
-        let (mut count, mut bytes_hashed) = (0u64, 0u64);
-
-        // Compares stored checkpoints (and the trusted one) with the recomputed root once
-        // the recomputed tree reaches their size.
-        let mut check_checkpoints_at = |frontier: &Frontier,
-                                        findings: &mut Findings,
-                                        checkpoints: &mut rocksdb::DBRawIteratorWithThreadMode<
-            '_,
-            rocksdb::DB,
-        >|
-         -> Result<(), StoreError> {
-            let size = frontier.size();
-            while let (Some(k), Some(v)) = (checkpoints.key(), checkpoints.value()) {
-                let Some(cp_size) = keys::decode_u64(k) else {
-                    findings.add(
-                        0,
-                        DamageKind::CheckpointMismatch,
-                        "a stored checkpoint has a malformed key",
-                    );
-                    checkpoints.next();
-                    continue;
-                };
-                if cp_size > size {
-                    break;
-                }
-                if cp_size == size {
-                    checkpoints_checked += 1;
-                    let root = v.get(8..).and_then(|note| {
-                        std::str::from_utf8(note).ok().and_then(|n| {
-                            crate::audit::checkpoint::parse_unverified(n)
-                                .ok()
-                                .map(|(_, head)| head)
-                        })
-                    });
-                    match root {
-                        Some(head) if head.size == size && head.root == frontier.root() => {}
-                        _ if checkpoint_mismatch_reported => {}
-                        _ => {
-                            checkpoint_mismatch_reported = true;
-                            findings.add(
-                                    size,
-                                    DamageKind::CheckpointMismatch,
-                                    format!("the signed checkpoint of size {size} does not match the entries: the first {size} entries were rewritten after it was signed, or it was altered"),
-                                );
-                        }
-                    }
-                    latest_checkpoint = Some((cp_size, v.to_vec()));
-                }
-                checkpoints.next();
-            }
-            checkpoints.status()?;
-            if let Some(trusted) = trusted {
-                if trusted.size == size && !trusted_checked {
-                    trusted_checked = true;
-                    if trusted.root != frontier.root() {
-                        findings.add(
-                                trusted.size,
-                                DamageKind::CheckpointMismatch,
-                                format!("the checkpoint you trust (size {}) has a different root than the first {} entries now stored: history before it was rewritten", trusted.size, trusted.size),
-                            );
-                    }
-                }
-            }
-            Ok(())
+        let mut checkpoints = CheckpointCheck {
+            stored: snapshot.raw_iterator_cf_opt(self.cf(keys::CHECKPOINTS), scan_options()),
+            checked: 0,
+            mismatch_reported: false,
+            latest: None,
+            trusted,
+            trusted_checked: false,
         };
-        check_checkpoints_at(&frontier, &mut findings, &mut checkpoints)?;
+        checkpoints.stored.seek_to_first();
 
+        let (mut count, mut bytes_hashed) = (0u64, 0u64);
+        checkpoints.reached(&frontier, &mut findings)?;
         let mut expected_seq = 1u64;
-        while entries.valid() {
-            let (Some(key), Some(bytes)) = (entries.key(), entries.value()) else {
-                break;
-            };
+        let mut entries = snapshot.raw_iterator_cf_opt(self.cf(keys::ENTRIES), scan_options());
+        entries.seek_to_first();
+        while let (Some(key), Some(bytes)) = (entries.key(), entries.value()) {
+            let hash = entry_hash(bytes);
             let Some(seq) = keys::decode_u64(key).filter(|&s| s >= 1) else {
                 findings.add(
                     0,
@@ -355,11 +381,10 @@ impl Store {
                         .stored(&snapshot, merkle, 0, index)?
                         .unwrap_or(ZERO_HASH);
                     self.push_checked(&mut tree, &snapshot, &mut frontier, leaf, &mut findings)?;
-                    check_checkpoints_at(&frontier, &mut findings, &mut checkpoints)?;
+                    checkpoints.reached(&frontier, &mut findings)?;
                 }
             }
             let index = seq - 1;
-            let hash = entry_hash(bytes);
             count += 1;
             bytes_hashed += bytes.len() as u64;
             let stored_leaf = tree.stored(&snapshot, merkle, 0, index)?;
@@ -471,7 +496,7 @@ impl Store {
             personal.status()?;
 
             self.push_checked(&mut tree, &snapshot, &mut frontier, leaf, &mut findings)?;
-            check_checkpoints_at(&frontier, &mut findings, &mut checkpoints)?;
+            checkpoints.reached(&frontier, &mut findings)?;
             expected_seq = seq + 1;
             if count % PROGRESS_EVERY == 0 {
                 progress(count, recorded_size.max(count));
@@ -518,67 +543,18 @@ impl Store {
             );
         }
 
-        // Checkpoints beyond the stored entries: the log was cut back after they were signed.
-        while let Some(k) = checkpoints.key() {
-            if let Some(cp_size) = keys::decode_u64(k) {
-                if cp_size > frontier.size() {
-                    findings.add(
-                        frontier.size() + 1,
-                        DamageKind::Rollback,
-                        format!(
-                            "a signed checkpoint covers {cp_size} entries but only {} are stored",
-                            frontier.size()
-                        ),
-                    );
-                    break;
-                }
-            }
-            checkpoints.next();
-        }
-        if let Some(trusted) = trusted {
-            if trusted.size > frontier.size() {
-                findings.add(
-                    frontier.size() + 1,
-                    DamageKind::Rollback,
-                    format!("the checkpoint you trust covers {} entries but the ledger now holds {}: entries {} to {} were removed", trusted.size, frontier.size(), frontier.size() + 1, trusted.size),
-                );
-            }
-        }
-        if let (Some(key), Some((size, value))) = (key, &latest_checkpoint) {
-            let signed = std::str::from_utf8(&value[8..])
-                .ok()
-                .map(|note| key.open(note));
-            if !matches!(signed, Some(Ok(_))) {
-                findings.add(*size, DamageKind::CheckpointMismatch, format!("the signature of the latest checkpoint (size {size}) does not verify with the ledger's key"));
-            }
-        }
+        checkpoints.finish(frontier.size(), key, &mut findings);
 
         // Contact heads and the contact index.
         self.check_contact_heads(&snapshot, &contacts, &mut findings)?;
-        let mut indexed = 0u128;
-        let mut index = snapshot.raw_iterator_cf_opt(self.cf(keys::CONTACT_INDEX), read_options());
-        index.seek_to_first();
-        while let (Some(k), Some(v)) = (index.key(), index.value()) {
-            let parsed = k.iter().position(|&b| b == 0).and_then(|at| {
-                Some((
-                    std::str::from_utf8(&k[..at]).ok()?,
-                    keys::decode_u64(&k[at + 1..])?,
-                    keys::decode_u64(v)?,
-                ))
-            });
-            match parsed {
-                Some((contact, cseq, seq)) => {
-                    indexed = indexed.wrapping_add(index_fingerprint(contact, cseq, seq))
-                }
-                None => findings.add(
-                    0,
-                    DamageKind::IndexMismatch,
-                    "the contact index holds a malformed row",
-                ),
-            }
-            index.next();
+        let (indexed, malformed_rows) = sum_contact_index(&snapshot, self.cf(keys::CONTACT_INDEX))?;
+        if malformed_rows > 0 {
+            findings.add(
+                0,
+                DamageKind::IndexMismatch,
+                format!("the contact index holds {malformed_rows} malformed rows"),
+            );
         }
-        index.status()?;
         if indexed != index_digest {
             findings.add(0, DamageKind::IndexMismatch, "the contact index does not list exactly the stored entries; run VerifyContact on the contacts concerned");
         }
@@ -591,7 +567,7 @@ impl Store {
             bytes: bytes_hashed,
             tree_size: recorded_size,
             root,
-            checkpoints_checked,
+            checkpoints_checked: checkpoints.checked,
             damage: findings.listed,
             more_damage: findings.more,
         })
@@ -683,6 +659,44 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Read options for a sequential scan of a column family.
+fn scan_options() -> ReadOptions {
+    let mut options = ReadOptions::default();
+    options.set_readahead_size(4 << 20);
+    // A full scan must not evict the blocks that eligibility reads keep hot.
+    options.fill_cache(false);
+    options
+}
+
+/// The sum of the fingerprints of every contact-index row, and the number of malformed
+/// rows.
+fn sum_contact_index(
+    snapshot: &rocksdb::Snapshot<'_>,
+    index: &rocksdb::ColumnFamily,
+) -> Result<(u128, u64), StoreError> {
+    let mut it = snapshot.raw_iterator_cf_opt(index, scan_options());
+    it.seek_to_first();
+    let (mut sum, mut malformed) = (0u128, 0u64);
+    while let (Some(key), Some(value)) = (it.key(), it.value()) {
+        let row = key.iter().position(|&b| b == 0).and_then(|at| {
+            Some((
+                std::str::from_utf8(&key[..at]).ok()?,
+                keys::decode_u64(&key[at + 1..])?,
+                keys::decode_u64(value)?,
+            ))
+        });
+        match row {
+            Some((contact, contact_seq, seq)) => {
+                sum = sum.wrapping_add(index_fingerprint(contact, contact_seq, seq))
+            }
+            None => malformed += 1,
+        }
+        it.next();
+    }
+    it.status()?;
+    Ok((sum, malformed))
 }
 
 /// An order-independent fingerprint of one (contact, contact seq, seq) row; the sums over
