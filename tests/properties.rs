@@ -14,7 +14,7 @@ use consent_ledger::audit::merkle::root_from_leaf_hashes;
 use consent_ledger::model::{ContactId, Registry};
 use consent_ledger::proto::v1 as pb;
 use consent_ledger::service::convert::submission_from_proto;
-use consent_ledger::store::Store;
+use consent_ledger::store::{Store, StoreError};
 use proptest::prelude::*;
 
 const CONTACTS: usize = 4;
@@ -162,8 +162,13 @@ proptest! {
         }
         let head = store.tree_head().unwrap();
         prop_assert_eq!(head.size, total);
-        let full = store.verify_ledger(None, None, &mut |_, _| {}).unwrap();
+        let full = store.verify_ledger(None, None, &mut |_, _| true).unwrap();
         prop_assert!(full.is_ok(), "{:?}", full.damage);
+        // A caller that goes away (progress answers false) stops it.
+        prop_assert!(matches!(
+            store.verify_ledger(None, None, &mut |_, _| false),
+            Err(StoreError::Cancelled)
+        ));
         prop_assert_eq!(full.entries, total);
         prop_assert_eq!(full.root, head.root);
         let leaves: Vec<_> = (1..=total).map(|seq| store.entry(seq).unwrap().unwrap().hash).collect();
@@ -194,7 +199,7 @@ proptest! {
             db.put_cf(entries, seq.to_be_bytes(), bytes).unwrap();
         }
         let store = Store::open(dir.path()).unwrap();
-        let full = store.verify_ledger(None, None, &mut |_, _| {}).unwrap();
+        let full = store.verify_ledger(None, None, &mut |_, _| true).unwrap();
         prop_assert!(!full.is_ok(), "a changed byte must fail full verification");
         prop_assert_eq!(full.damage[0].seq, seq, "{:?}", full.damage);
         let report = store.verify_contact(&id(&contact)).unwrap().unwrap();

@@ -206,16 +206,18 @@ impl AuditService for AuditApi {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || {
             let started = Instant::now();
+            // A caller that went away stops the verification at its next progress report.
             let mut progress = |done, total| {
-                // A client that went away stops nothing; the result is simply dropped.
-                let _ = sender.blocking_send(Ok(pb::VerifyLedgerResponse {
-                    update: Some(pb::verify_ledger_response::Update::Progress(
-                        pb::VerifyProgress {
-                            entries_done: done,
-                            entries_total: total,
-                        },
-                    )),
-                }));
+                sender
+                    .blocking_send(Ok(pb::VerifyLedgerResponse {
+                        update: Some(pb::verify_ledger_response::Update::Progress(
+                            pb::VerifyProgress {
+                                entries_done: done,
+                                entries_total: total,
+                            },
+                        )),
+                    }))
+                    .is_ok()
             };
             let outcome = store.verify_ledger(Some(&verifier), trusted, &mut progress);
             let message = match outcome {

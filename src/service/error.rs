@@ -30,6 +30,7 @@ impl From<StoreError> for Status {
                 Status::unavailable("the ledger's storage failed; nothing was written, retry later")
             }
             StoreError::WriterStopped => Status::unavailable("the server is shutting down"),
+            StoreError::Cancelled => Status::cancelled(err.to_string()),
         }
     }
 }

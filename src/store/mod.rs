@@ -37,6 +37,9 @@ pub enum StoreError {
     /// The writer has stopped (the server is shutting down).
     #[error("the ledger writer has stopped")]
     WriterStopped,
+    /// A long read was stopped because its caller went away.
+    #[error("cancelled: the caller went away")]
+    Cancelled,
 }
 
 impl StoreError {
@@ -46,6 +49,7 @@ impl StoreError {
             Self::Engine(e) => Self::Engine(e.clone()),
             Self::Corrupt(what) => Self::Corrupt(what.clone()),
             Self::WriterStopped => Self::WriterStopped,
+            Self::Cancelled => Self::Cancelled,
         }
     }
 }

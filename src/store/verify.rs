@@ -304,13 +304,14 @@ fn report_leaf(leaf: u64, stored_leaf_altered: bool, findings: &mut Findings) {
 impl Store {
     /// Verifies the whole ledger. `key` checks the signature of the latest stored
     /// checkpoint; `trusted` is a checkpoint the auditor saved earlier, which the ledger
-    /// must still contain. `progress(done, total)` is called every 65,536 entries.
+    /// must still contain. `progress(done, total)` is called every 65,536 entries; when it
+    /// returns false the verification stops with [`StoreError::Cancelled`].
     /// Blocking; reads one snapshot.
     pub fn verify_ledger(
         &self,
         key: Option<&VerifierKey>,
         trusted: Option<TreeCheckpoint>,
-        progress: &mut dyn FnMut(u64, u64),
+        progress: &mut dyn FnMut(u64, u64) -> bool,
     ) -> Result<LedgerReport, StoreError> {
         let snapshot = self.db.snapshot();
         let mut findings = Findings::default();
@@ -498,8 +499,8 @@ impl Store {
             self.push_checked(&mut tree, &snapshot, &mut frontier, leaf, &mut findings)?;
             checkpoints.reached(&frontier, &mut findings)?;
             expected_seq = seq + 1;
-            if count % PROGRESS_EVERY == 0 {
-                progress(count, recorded_size.max(count));
+            if count % PROGRESS_EVERY == 0 && !progress(count, recorded_size.max(count)) {
+                return Err(StoreError::Cancelled);
             }
             entries.next();
         }
@@ -559,7 +560,9 @@ impl Store {
             findings.add(0, DamageKind::IndexMismatch, "the contact index does not list exactly the stored entries; run VerifyContact on the contacts concerned");
         }
 
-        progress(count, recorded_size.max(count));
+        if !progress(count, recorded_size.max(count)) {
+            return Err(StoreError::Cancelled);
+        }
         // In sequence order; findings about the ledger as a whole last.
         findings.listed.sort_by_key(|d| (d.seq == 0, d.seq));
         Ok(LedgerReport {
