@@ -173,15 +173,9 @@ impl Store {
 
     /// Rebuilds the right edge of the Merkle tree from the stored nodes.
     pub(crate) fn frontier(&self, size: u64) -> Result<Frontier, StoreError> {
-        let merkle = self.cf(keys::MERKLE);
         Frontier::load(
             size,
-            |level, index| {
-                Ok(self
-                    .db
-                    .get_pinned_cf(merkle, keys::merkle_key(level, index))?
-                    .and_then(|b| b.as_ref().try_into().ok()))
-            },
+            |level, index| self.merkle_node(level, index),
             |level, index| {
                 StoreError::Corrupt(format!("Merkle node ({level}, {index}) is missing"))
             },
