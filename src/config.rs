@@ -65,6 +65,9 @@ pub struct ServeConfig {
     pub log_origin: Option<String>,
     /// How often a checkpoint is signed when the tree has grown.
     pub checkpoint_interval: Duration,
+    /// Policy pack to activate at start (if it is not already the active one). `None`
+    /// keeps the ledger's active pack, or activates the default pack in a new ledger.
+    pub policy_file: Option<PathBuf>,
 }
 
 impl Default for ServeConfig {
@@ -79,6 +82,7 @@ impl Default for ServeConfig {
             checkpoint_key: None,
             log_origin: None,
             checkpoint_interval: Duration::from_secs(1),
+            policy_file: None,
         }
     }
 }

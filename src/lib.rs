@@ -6,6 +6,7 @@
 //! - [`server`]: assembly of the tonic server (health, reflection, limits, shutdown);
 //! - [`service`]: one module per gRPC service, proto <-> domain conversion, error mapping;
 //! - [`store`]: RocksDB column families, reads, and the single group-commit writer;
+//! - [`policy`]: policy packs and the eligibility decision — pure;
 //! - [`ledger`], [`audit`]: the entry format, hashes, the Merkle tree, chain checks,
 //!   projections — pure, no I/O;
 //! - [`model`]: domain types and their validation.
@@ -20,6 +21,7 @@ pub mod config;
 pub mod keyfile;
 pub mod ledger;
 pub mod model;
+pub mod policy;
 pub mod proto;
 pub mod server;
 pub mod service;

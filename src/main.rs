@@ -269,6 +269,11 @@ struct ServeArgs {
         default_value_t = 1000
     )]
     checkpoint_interval_ms: u64,
+    /// Policy pack (TOML) to activate at start if it is not already the active one; the
+    /// activation is recorded in the ledger. Without it the ledger's active pack stays, and
+    /// a new ledger activates the built-in per-country pack.
+    #[arg(long, env = "CONSENT_LEDGER_POLICY")]
+    policy: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -451,6 +456,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         checkpoint_key: args.checkpoint_key,
         log_origin: args.log_origin,
         checkpoint_interval: Duration::from_millis(args.checkpoint_interval_ms.max(1)),
+        policy_file: args.policy,
         ..ServeConfig::default()
     };
     let listener = tokio::net::TcpListener::bind(config.listen)

@@ -3,7 +3,6 @@
 //! caller's future.
 
 use std::future::Future;
-use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -11,12 +10,13 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::config::{ServeConfig, TlsFiles};
 use crate::keyfile::{load_or_create_signing_key, KeyFileError, CHECKPOINT_KEY_FILE};
-use crate::model::Registry;
 use crate::proto::v1::audit_service_server::AuditServiceServer;
+use crate::proto::v1::eligibility_service_server::EligibilityServiceServer;
 use crate::proto::v1::ledger_service_server::LedgerServiceServer;
 use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::service::auth::{reload_callers, AuthLayer, Authenticator, Callers, CallersError};
-use crate::service::{AuditApi, LedgerApi};
+use crate::service::eligibility::{ActivateError, Policies};
+use crate::service::{AuditApi, EligibilityApi, LedgerApi};
 use crate::store::{Checkpointer, Store, StoreError};
 
 /// Why the server could not start or stopped with an error.
@@ -47,6 +47,22 @@ pub enum ServerError {
     /// The checkpoint signing key cannot be read or created.
     #[error(transparent)]
     SigningKey(#[from] KeyFileError),
+    /// The policy file cannot be read.
+    #[error("cannot read policy file {path}: {source}")]
+    PolicyFile {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The policy pack could not be activated.
+    #[error("policy file {path}: {source}")]
+    Policy {
+        /// The file, or "(default pack)".
+        path: String,
+        /// The cause.
+        source: ActivateError,
+    },
     /// Reflection could not be built from the descriptor set.
     #[error("cannot build server reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -94,7 +110,34 @@ pub async fn run(
         load_or_create_signing_key(&key_path, create_key, config.log_origin.as_deref())?;
     tracing::info!(verifier_key = %signing_key.verifier(), "checkpoints are signed");
     let checkpointer = Checkpointer::new(store.clone(), signing_key);
+    let policy_text = config
+        .policy_file
+        .as_ref()
+        .map(|path| {
+            std::fs::read_to_string(path).map_err(|source| ServerError::PolicyFile {
+                path: path.display().to_string(),
+                source,
+            })
+        })
+        .transpose()?;
     let (writer, writer_thread) = store.start_writer().map_err(store_error)?;
+    let policies = match Policies::load(&store, &writer, "server", policy_text.as_deref()).await {
+        Ok(policies) => policies,
+        Err(source) => {
+            drop(writer);
+            writer_thread.join();
+            return Err(ServerError::Policy {
+                path: config
+                    .policy_file
+                    .as_ref()
+                    .map_or_else(|| "(default pack)".into(), |p| p.display().to_string()),
+                source,
+            });
+        }
+    };
+    if let Some(active) = policies.book().current() {
+        tracing::info!(version = %active.pack.version, seq = active.seq, "policy pack in force");
+    }
     let cadence = tokio::spawn(sign_checkpoints(
         checkpointer.clone(),
         config.checkpoint_interval,
@@ -110,7 +153,13 @@ pub async fn run(
     });
 
     let limits = config.limits;
-    let ledger = LedgerApi::new(store.clone(), writer, Arc::new(Registry::default()), limits);
+    let eligibility = EligibilityServiceServer::new(EligibilityApi::new(
+        store.clone(),
+        writer.clone(),
+        policies.clone(),
+    ))
+    .max_decoding_message_size(limits.max_message_bytes);
+    let ledger = LedgerApi::new(store.clone(), writer, policies, limits);
     let ledger =
         LedgerServiceServer::new(ledger).max_decoding_message_size(limits.max_message_bytes);
     let audit = AuditServiceServer::new(AuditApi::new(store.clone(), checkpointer.clone()))
@@ -122,6 +171,9 @@ pub async fn run(
         .await;
     health_reporter
         .set_serving::<AuditServiceServer<AuditApi>>()
+        .await;
+    health_reporter
+        .set_serving::<EligibilityServiceServer<EligibilityApi>>()
         .await;
     health_reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)
@@ -146,6 +198,9 @@ pub async fn run(
             .set_not_serving::<AuditServiceServer<AuditApi>>()
             .await;
         reporter
+            .set_not_serving::<EligibilityServiceServer<EligibilityApi>>()
+            .await;
+        reporter
             .set_service_status("", tonic_health::ServingStatus::NotServing)
             .await;
     };
@@ -164,6 +219,7 @@ pub async fn run(
         .add_service(reflection_v1alpha)
         .add_service(ledger)
         .add_service(audit)
+        .add_service(eligibility)
         .serve_with_incoming_shutdown(no_delay(listener), on_shutdown)
         .await;
 

@@ -38,9 +38,10 @@ fn h(bytes: &[u8]) -> Hash {
 
 /// Appends `contacts` contacts named `<prefix>-<n>` with a few entries each, in one batch per contact;
 /// returns the number of entries.
+/// Appends the contacts' events and returns the tree size after them (every ledger starts
+/// with its policy activation at seq 1).
 async fn populate(server: &TestServer, prefix: &str, contacts: usize) -> u64 {
     let mut client = server.client().await;
-    let mut total = 0;
     for c in 0..contacts {
         let contact = format!("{prefix}-{c}");
         let mut events = vec![
@@ -51,7 +52,6 @@ async fn populate(server: &TestServer, prefix: &str, contacts: usize) -> u64 {
         if c % 2 == 0 {
             events.push(consent_withdrawn(&contact, "email_marketing"));
         }
-        total += events.len() as u64;
         let results = client
             .append_batch(pb::AppendBatchRequest { events })
             .await
@@ -62,7 +62,12 @@ async fn populate(server: &TestServer, prefix: &str, contacts: usize) -> u64 {
             .iter()
             .all(|r| matches!(r.outcome, Some(pb::append_result::Outcome::Receipt(_)))));
     }
-    total
+    client
+        .get_tree_head(pb::GetTreeHeadRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .tree_size
 }
 
 async fn leaves(server: &TestServer, total: u64) -> Vec<Hash> {
@@ -109,7 +114,7 @@ async fn every_inclusion_and_consistency_proof_verifies_over_grpc() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path()).await;
     let total = populate(&server, "audit", 20).await;
-    assert_eq!(total, 70);
+    assert_eq!(total, 71);
     let leaves = leaves(&server, total).await;
     let roots: Vec<Hash> = (0..=total as usize)
         .map(|n| root_from_leaf_hashes(&leaves[..n]))
@@ -227,7 +232,7 @@ async fn checkpoints_are_signed_kept_listed_and_survive_restarts() {
         .starts_with(&format!("ledger.test/consent\n{first}\n")));
 
     // The cadence signs the grown tree without being asked.
-    let total = first + populate(&server, "later", 2).await;
+    let total = populate(&server, "later", 2).await;
     let mut latest = 0;
     for _ in 0..500 {
         latest = audit
@@ -325,7 +330,7 @@ async fn tampered(tamper: impl FnOnce(&rocksdb::DB)) -> pb::VerifyResult {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path()).await;
     let total = populate(&server, "audit", 11).await;
-    assert_eq!(total, 39);
+    assert_eq!(total, 40);
     append(
         &mut server.client().await,
         consent_granted("audit-1", "email_marketing"),
@@ -336,7 +341,7 @@ async fn tampered(tamper: impl FnOnce(&rocksdb::DB)) -> pb::VerifyResult {
         .note;
     let healthy = verify_ledger(&server, &saved).await;
     assert!(healthy.ok, "{healthy:?}");
-    assert_eq!(healthy.entries_verified, 40);
+    assert_eq!(healthy.entries_verified, 41);
     server.stop().await;
     edit_rocksdb(dir.path(), tamper);
     let server = TestServer::start(dir.path()).await;
@@ -446,14 +451,15 @@ async fn a_changed_merkle_node_is_found_over_its_entries() {
 async fn changed_personal_data_is_found_by_its_digest() {
     let result = tampered(|db| {
         let cf = db.cf_handle("pii").unwrap();
-        let mut record = db.get_cf(cf, 1u64.to_be_bytes()).unwrap().unwrap();
+        // Seq 1 is the policy activation; seq 2 registers the first contact.
+        let mut record = db.get_cf(cf, 2u64.to_be_bytes()).unwrap().unwrap();
         record[3] ^= 0x20;
-        db.put_cf(cf, 1u64.to_be_bytes(), record).unwrap();
+        db.put_cf(cf, 2u64.to_be_bytes(), record).unwrap();
     })
     .await;
     assert_eq!(
         first_finding(&result),
-        (1, pb::DamageKind::DigestMismatch),
+        (2, pb::DamageKind::DigestMismatch),
         "{result:?}"
     );
 }
@@ -465,29 +471,29 @@ async fn a_rollback_is_found_against_the_saved_checkpoint() {
     // then self-consistent; only the auditor's saved checkpoint shows the rollback.
     let result = tampered(|db| {
         let entries = db.cf_handle("entries").unwrap();
-        for seq in 36..=40u64 {
+        for seq in 37..=41u64 {
             db.delete_cf(entries, seq.to_be_bytes()).unwrap();
         }
         let merkle = db.cf_handle("merkle").unwrap();
         for level in 0..6u8 {
             for index in 0..64u64 {
-                if ((index + 1) << level) > 35 {
+                if ((index + 1) << level) > 36 {
                     db.delete_cf(merkle, merkle_key(level, index)).unwrap();
                 }
             }
         }
         let checkpoints = db.cf_handle("checkpoints").unwrap();
-        for size in 36..=40u64 {
+        for size in 37..=41u64 {
             db.delete_cf(checkpoints, size.to_be_bytes()).unwrap();
         }
-        let leaves: Vec<Hash> = (1..=35u64)
+        let leaves: Vec<Hash> = (1..=36u64)
             .map(|seq| {
                 let bytes = db.get_cf(entries, seq.to_be_bytes()).unwrap().unwrap();
                 consent_ledger::ledger::entry::entry_hash(&bytes)
             })
             .collect();
         let meta = db.cf_handle("meta").unwrap();
-        db.put_cf(meta, b"tree_size", 35u64.to_be_bytes()).unwrap();
+        db.put_cf(meta, b"tree_size", 36u64.to_be_bytes()).unwrap();
         db.put_cf(meta, b"tree_root", root_from_leaf_hashes(&leaves))
             .unwrap();
     })
@@ -496,10 +502,10 @@ async fn a_rollback_is_found_against_the_saved_checkpoint() {
         result
             .damage
             .iter()
-            .any(|d| d.seq == 36 && d.kind == pb::DamageKind::Rollback as i32),
+            .any(|d| d.seq == 37 && d.kind == pb::DamageKind::Rollback as i32),
         "{result:?}"
     );
-    assert_eq!(result.tree_size, 35);
+    assert_eq!(result.tree_size, 36);
 }
 
 // Multi-threaded: the test blocks on the CLI while the server answers it.

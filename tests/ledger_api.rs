@@ -123,9 +123,10 @@ async fn every_event_kind_is_recorded_and_read_back_in_order() {
         receipts.push(append(&mut client, event).await);
     }
     for (i, receipt) in receipts.iter().enumerate() {
-        assert_eq!(receipt.seq, i as u64 + 1);
+        // Seq 1 of every new ledger is its policy activation.
+        assert_eq!(receipt.seq, i as u64 + 2);
         assert_eq!(receipt.contact_seq, i as u64 + 1);
-        assert_eq!(receipt.tree_size, i as u64 + 1);
+        assert_eq!(receipt.tree_size, i as u64 + 2);
         assert_eq!(receipt.entry_hash.len(), 32);
         assert!(!receipt.replayed);
     }
@@ -169,7 +170,7 @@ async fn every_event_kind_is_recorded_and_read_back_in_order() {
     assert_eq!(with_personal, vec![1, 5, 6]);
 
     let entry = client
-        .get_entry(pb::GetEntryRequest { seq: 5 })
+        .get_entry(pb::GetEntryRequest { seq: 6 })
         .await
         .unwrap()
         .into_inner()
@@ -189,7 +190,7 @@ async fn every_event_kind_is_recorded_and_read_back_in_order() {
     assert_eq!(verified.head_hash, receipts[10].entry_hash);
     assert_eq!(
         tree_head(&mut client).await,
-        (11, receipts[10].tree_root.clone())
+        (12, receipts[10].tree_root.clone())
     );
     server.stop().await;
 }
@@ -273,7 +274,7 @@ async fn idempotent_retry_returns_the_original_receipt_and_conflicts_write_nothi
         "a retry returns the original receipt"
     );
     let head = tree_head(&mut client).await;
-    assert_eq!(head.0, 2, "the retry wrote nothing");
+    assert_eq!(head.0, 3, "the retry wrote nothing");
 
     let mut different = first.clone();
     different.kind = registered("crm-3", "IE").kind;
@@ -313,10 +314,10 @@ async fn idempotent_retry_returns_the_original_receipt_and_conflicts_write_nothi
             other => panic!("{other:?}"),
         })
         .collect();
-    assert_eq!(receipts[0].seq, 3);
-    assert_eq!(receipts[1].seq, 3);
+    assert_eq!(receipts[0].seq, 4);
+    assert_eq!(receipts[1].seq, 4);
     assert!(!receipts[0].replayed && receipts[1].replayed);
-    assert_eq!(tree_head(&mut client).await.0, 3);
+    assert_eq!(tree_head(&mut client).await.0, 4);
     server.stop().await;
 }
 
@@ -346,7 +347,7 @@ async fn a_bad_event_in_a_batch_fails_alone() {
         .map(|r| (r.index, r.outcome.clone()))
         .collect();
     assert!(
-        matches!(outcomes[0], (0, Some(pb::append_result::Outcome::Receipt(ref r))) if r.seq == 1)
+        matches!(outcomes[0], (0, Some(pb::append_result::Outcome::Receipt(ref r))) if r.seq == 2)
     );
     match &outcomes[1] {
         (1, Some(pb::append_result::Outcome::Error(e))) => {
@@ -357,7 +358,7 @@ async fn a_bad_event_in_a_batch_fails_alone() {
         other => panic!("{other:?}"),
     }
     assert!(
-        matches!(outcomes[2], (2, Some(pb::append_result::Outcome::Receipt(ref r))) if r.seq == 2 && r.contact_seq == 2)
+        matches!(outcomes[2], (2, Some(pb::append_result::Outcome::Receipt(ref r))) if r.seq == 3 && r.contact_seq == 2)
     );
     assert!(
         matches!(outcomes[3], (3, Some(pb::append_result::Outcome::Error(ref e))) if e.code == Code::NotFound as i32)
@@ -365,7 +366,7 @@ async fn a_bad_event_in_a_batch_fails_alone() {
     assert!(
         matches!(outcomes[4], (4, Some(pb::append_result::Outcome::Error(ref e))) if e.code == Code::FailedPrecondition as i32)
     );
-    assert_eq!(tree_head(&mut client).await.0, 2);
+    assert_eq!(tree_head(&mut client).await.0, 3);
     assert_eq!(history(&mut client, "crm-4").await.len(), 2);
     server.stop().await;
 }
@@ -562,7 +563,7 @@ async fn bad_input_names_the_field_and_the_rule() {
     );
 
     // Nothing of the rejected requests was written.
-    assert_eq!(tree_head(&mut client).await.0, 1);
+    assert_eq!(tree_head(&mut client).await.0, 2);
     server.stop().await;
 }
 
@@ -640,7 +641,7 @@ async fn events_must_fit_the_contacts_state() {
             .await,
     );
     assert_eq!(err.code(), Code::FailedPrecondition);
-    assert_eq!(tree_head(&mut client).await.0, 1);
+    assert_eq!(tree_head(&mut client).await.0, 2);
     server.stop().await;
 }
 

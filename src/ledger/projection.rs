@@ -114,6 +114,8 @@ pub struct ContactState {
     pub relationship: Relationship,
     /// The entry that set the current country (registration or the latest move).
     pub country_evidence: EvidenceRef,
+    /// The entry that set the current relationship (registration or the latest change).
+    pub relationship_evidence: EvidenceRef,
     /// Latest recorded basis per purpose.
     pub bases: Vec<BasisState>,
     /// Latest consent events per purpose and channel.
@@ -159,13 +161,20 @@ pub enum ApplyError {
     /// Lifting a restriction that is not in force.
     #[error("no restriction in force was applied at contact seq {0}")]
     NoSuchRestriction(u64),
+    /// A client event on a ledger-internal chain.
+    #[error("contact ids starting with '~' are reserved for the ledger's own chains")]
+    ReservedContact,
+    /// A ledger-internal event on a contact's chain.
+    #[error("this event kind is written only by the ledger itself")]
+    InternalEvent,
 }
 
 impl ApplyError {
     /// The request field the error is about, as a path in the API's `Event`.
     pub fn field(&self) -> &'static str {
         match self {
-            Self::NotRegistered | Self::AlreadyRegistered => "contact_id",
+            Self::NotRegistered | Self::AlreadyRegistered | Self::ReservedContact => "contact_id",
+            Self::InternalEvent => "kind",
             Self::RegionOutsideCountry { .. } => "profile_updated.region",
             Self::UnknownDoubleOptInToken { .. } => "double_opt_in_confirmed.token_sha256",
             Self::NoSuchRestriction(_) => "restriction_lifted.restriction_contact_seq",
@@ -203,6 +212,7 @@ pub fn apply(
             region: region.clone(),
             relationship: *relationship,
             country_evidence: evidence,
+            relationship_evidence: evidence,
             bases: Vec::new(),
             consents: Vec::new(),
             double_opt_ins: Vec::new(),
@@ -211,6 +221,7 @@ pub fn apply(
             acquisitions: Vec::new(),
             personal_data: None,
         },
+        (_, event) if event.is_internal() => return Err(ApplyError::InternalEvent),
         (None, _) => return Err(ApplyError::NotRegistered),
         (Some(_), EventKind::ContactRegistered { .. }) => {
             return Err(ApplyError::AlreadyRegistered)
@@ -233,6 +244,7 @@ impl ContactState {
     fn fold(&mut self, event: &EventKind, evidence: EvidenceRef) -> Result<(), ApplyError> {
         match event {
             EventKind::ContactRegistered { .. } => return Err(ApplyError::AlreadyRegistered),
+            EventKind::PolicyActivated { .. } => return Err(ApplyError::InternalEvent),
             EventKind::ProfileUpdated(change) => {
                 if let Some(country) = change.country {
                     if country != self.country {
@@ -251,7 +263,10 @@ impl ContactState {
                     self.region = Some(region.clone());
                 }
                 if let Some(relationship) = change.relationship {
-                    self.relationship = relationship;
+                    if relationship != self.relationship {
+                        self.relationship = relationship;
+                        self.relationship_evidence = evidence;
+                    }
                 }
             }
             EventKind::LegalBasisRecorded { purpose, basis, .. } => {
@@ -261,6 +276,7 @@ impl ContactState {
                     evidence,
                 };
                 match self.bases.iter_mut().find(|b| b.purpose == *purpose) {
+                    Some(existing) if !happened_after(&evidence, &existing.evidence) => {}
                     Some(existing) => *existing = basis,
                     None => self.bases.push(basis),
                 }
@@ -273,16 +289,29 @@ impl ContactState {
                 expires_at,
                 ..
             } => {
-                self.consent_mut(purpose, channel).granted = Some(Grant {
-                    method: *method,
-                    expires_at: *expires_at,
-                    evidence,
-                });
+                let consent = self.consent_mut(purpose, channel);
+                if consent
+                    .granted
+                    .as_ref()
+                    .is_none_or(|g| happened_after(&evidence, &g.evidence))
+                {
+                    consent.granted = Some(Grant {
+                        method: *method,
+                        expires_at: *expires_at,
+                        evidence,
+                    });
+                }
             }
             EventKind::ConsentWithdrawn {
                 purpose, channel, ..
             } => {
-                self.consent_mut(purpose, channel).withdrawn = Some(evidence);
+                let consent = self.consent_mut(purpose, channel);
+                if consent
+                    .withdrawn
+                    .is_none_or(|w| happened_after(&evidence, &w))
+                {
+                    consent.withdrawn = Some(evidence);
+                }
             }
             EventKind::DoubleOptInRequested {
                 purpose,
@@ -308,7 +337,9 @@ impl ContactState {
                     });
                 };
                 doi.pending.remove(at);
-                doi.confirmed = Some(evidence);
+                if doi.confirmed.is_none_or(|c| happened_after(&evidence, &c)) {
+                    doi.confirmed = Some(evidence);
+                }
             }
             EventKind::ObjectionRecorded { scope } => self.objections.push(Objection {
                 scope: scope.clone(),
@@ -376,6 +407,83 @@ impl ContactState {
         };
         &mut self.double_opt_ins[at]
     }
+}
+
+/// Which of a contact's entries count when answering for a past time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cutoff {
+    /// Facts that had happened by then (`occurred_at` up to and including the time):
+    /// "was this lawful at T?"
+    Occurred(DateTime<Utc>),
+    /// Facts the ledger had recorded by then (`recorded_at` up to and including the time):
+    /// "what would we have answered at T?"
+    Recorded(DateTime<Utc>),
+}
+
+impl Cutoff {
+    /// Whether an entry with these times counts.
+    pub fn includes(self, occurred_at: DateTime<Utc>, recorded_at: DateTime<Utc>) -> bool {
+        match self {
+            Self::Occurred(at) => occurred_at <= at,
+            Self::Recorded(at) => recorded_at <= at,
+        }
+    }
+}
+
+/// Folds a contact's entries, in ledger order, keeping those `cutoff` includes. An entry
+/// that cannot apply without the ones left out (a confirmation whose request happened
+/// later) is skipped, exactly as a ledger holding only the included entries would have
+/// refused it. `None` when no registration is included.
+pub fn state_at<'e>(
+    entries: impl IntoIterator<Item = (&'e Entry, Hash)>,
+    cutoff: Cutoff,
+) -> Option<ContactState> {
+    let mut state: Option<ContactState> = None;
+    for (entry, hash) in entries {
+        if !cutoff.includes(entry.body.occurred_at, entry.body.recorded_at) {
+            continue;
+        }
+        if let Ok(next) = apply(state.as_ref(), entry, hash) {
+            state = Some(next);
+        }
+    }
+    state
+}
+
+/// Whether `a` happened after `b`: by the time it happened, then by ledger order. Facts
+/// recorded late (a consent collected on paper last week) take their place by the time
+/// they happened, so the order of recording never changes what is in force.
+pub fn happened_after(a: &EvidenceRef, b: &EvidenceRef) -> bool {
+    (a.occurred_at, a.seq) > (b.occurred_at, b.seq)
+}
+
+/// The head of a contact's chain: all that a ledger-internal chain (such as the policy
+/// activations) keeps as state, and the part of every state that verification reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainHead {
+    /// Contact sequence number of the last entry.
+    pub head_contact_seq: u64,
+    /// Hash of the last entry.
+    #[serde(with = "hex_hash")]
+    pub head_hash: Hash,
+}
+
+/// Folds an entry of a ledger-internal chain (contact ids starting with `~`): only
+/// ledger-internal events belong there, and only there.
+pub fn apply_internal(
+    state: Option<&ChainHead>,
+    entry: &Entry,
+    hash: Hash,
+) -> Result<ChainHead, ApplyError> {
+    if !entry.body.event.is_internal() {
+        return Err(ApplyError::ReservedContact);
+    }
+    let expected = state.map_or(1, |s| s.head_contact_seq + 1);
+    debug_assert_eq!(entry.contact_seq, expected);
+    Ok(ChainHead {
+        head_contact_seq: entry.contact_seq,
+        head_hash: hash,
+    })
 }
 
 mod hex_hash {

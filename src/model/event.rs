@@ -156,6 +156,14 @@ pub enum EventKind {
         /// Why it was lifted.
         reason: String,
     },
+    /// A policy pack became the active policy (ledger-internal: written on the policy
+    /// chain by the server itself, never by a client).
+    PolicyActivated {
+        /// The pack's declared version.
+        version: String,
+        /// Lowercase hex SHA-256 of the pack's text.
+        text_sha256: String,
+    },
 }
 
 impl EventKind {
@@ -173,7 +181,13 @@ impl EventKind {
             Self::ObjectionRecorded { .. } => "objection_recorded",
             Self::RestrictionApplied { .. } => "restriction_applied",
             Self::RestrictionLifted { .. } => "restriction_lifted",
+            Self::PolicyActivated { .. } => "policy_activated",
         }
+    }
+
+    /// Whether only the ledger itself writes this kind, on its own chains.
+    pub fn is_internal(&self) -> bool {
+        matches!(self, Self::PolicyActivated { .. })
     }
 }
 

@@ -73,7 +73,21 @@ impl ContactId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The ledger's own chain of policy activations.
+    pub fn policy_chain() -> Self {
+        Self(POLICY_CHAIN.to_owned())
+    }
+
+    /// Whether the id names one of the ledger's own chains (it starts with `~`); clients
+    /// may read those chains but never append to them.
+    pub fn is_reserved(&self) -> bool {
+        self.0.starts_with('~')
+    }
 }
+
+/// Contact id of the chain that records every policy activation.
+pub const POLICY_CHAIN: &str = "~policy";
 
 impl fmt::Display for ContactId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -207,6 +221,10 @@ impl Default for Registry {
 }
 
 impl Registry {
+    /// A registry of exactly these purposes and channels.
+    pub fn new(purposes: BTreeSet<String>, channels: BTreeSet<String>) -> Self {
+        Self { purposes, channels }
+    }
     /// Validates a purpose id against the registry.
     pub fn purpose(&self, field: &str, id: &str) -> Result<PurposeId, ValidationError> {
         if self.purposes.contains(id) {

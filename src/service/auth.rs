@@ -137,6 +137,26 @@ pub const RPC_ACCESS: &[(&str, Access)] = &[
         "/consentledger.v1.AuditService/GetVerifierKey",
         Access::Roles(&[Auditor, Writer, Reader, Dpo, Admin]),
     ),
+    (
+        "/consentledger.v1.EligibilityService/Check",
+        Access::Roles(&[Reader, Dpo, Auditor, Admin]),
+    ),
+    (
+        "/consentledger.v1.EligibilityService/Screen",
+        Access::Roles(&[Reader, Dpo, Auditor, Admin]),
+    ),
+    (
+        "/consentledger.v1.EligibilityService/GetPolicy",
+        Access::Roles(&[Auditor, Writer, Reader, Dpo, Admin]),
+    ),
+    (
+        "/consentledger.v1.EligibilityService/ListPolicies",
+        Access::Roles(&[Auditor, Writer, Reader, Dpo, Admin]),
+    ),
+    (
+        "/consentledger.v1.EligibilityService/ActivatePolicy",
+        Access::Roles(&[Admin]),
+    ),
     ("/grpc.health.v1.Health/Check", Access::Public),
     ("/grpc.health.v1.Health/Watch", Access::Public),
     (

@@ -33,6 +33,12 @@ pub fn submission_from_proto(
     now: DateTime<Utc>,
 ) -> Result<Submission, ValidationError> {
     let contact_id = ContactId::parse("contact_id", &event.contact_id)?;
+    if contact_id.is_reserved() {
+        return Err(ValidationError::new(
+            "contact_id",
+            "contact ids starting with '~' are reserved for the ledger's own chains",
+        ));
+    }
     let idempotency_key = non_empty(&event.idempotency_key)
         .map(|k| IdempotencyKey::parse("idempotency_key", k))
         .transpose()?;
@@ -267,6 +273,12 @@ fn kind_from_proto(
                 restriction_contact_seq: m.restriction_contact_seq,
                 reason: required_text(&m.reason, &format!("{at}.reason"))?,
             }
+        }
+        Kind::PolicyActivated(_) => {
+            return Err(ValidationError::new(
+                "policy_activated",
+                "is written only by the ledger itself; activate a policy pack with EligibilityService.ActivatePolicy",
+            ))
         }
     })
 }
@@ -701,6 +713,13 @@ fn kind_to_proto(kind: &EventKind) -> pb::event::Kind {
         } => Kind::RestrictionLifted(pb::RestrictionLifted {
             restriction_contact_seq: *restriction_contact_seq,
             reason: reason.clone(),
+        }),
+        EventKind::PolicyActivated {
+            version,
+            text_sha256,
+        } => Kind::PolicyActivated(pb::PolicyActivated {
+            version: version.clone(),
+            text_sha256: text_sha256.clone(),
         }),
     }
 }

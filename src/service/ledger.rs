@@ -1,7 +1,5 @@
 //! `consentledger.v1.LedgerService`: append events, read history, verify a contact.
 
-use std::sync::Arc;
-
 use chrono::Utc;
 use tonic::{Request, Response, Status};
 use tracing::instrument;
@@ -9,10 +7,11 @@ use tracing::instrument;
 use super::convert::{
     chain_report_to_proto, entry_to_proto, receipt_to_proto, submission_from_proto,
 };
+use super::eligibility::Policies;
 use super::error::append_error_parts;
 use super::{blocking, caller};
 use crate::config::Limits;
-use crate::model::{ContactId, Registry, Submission, ValidationError};
+use crate::model::{ContactId, Submission, ValidationError};
 use crate::proto::v1 as pb;
 use crate::proto::v1::ledger_service_server::LedgerService;
 use crate::store::{Store, WriterHandle};
@@ -26,22 +25,18 @@ const MAX_PAGE: u32 = 1000;
 pub struct LedgerApi {
     store: Store,
     writer: WriterHandle,
-    registry: Arc<Registry>,
+    policies: Policies,
     limits: Limits,
 }
 
 impl LedgerApi {
-    /// A service that appends through `writer` and reads from `store`.
-    pub fn new(
-        store: Store,
-        writer: WriterHandle,
-        registry: Arc<Registry>,
-        limits: Limits,
-    ) -> Self {
+    /// A service that appends through `writer` and reads from `store`, validating events
+    /// against the purposes and channels of the active policy pack.
+    pub fn new(store: Store, writer: WriterHandle, policies: Policies, limits: Limits) -> Self {
         Self {
             store,
             writer,
-            registry,
+            policies,
             limits,
         }
     }
@@ -59,7 +54,7 @@ impl LedgerService for LedgerApi {
             .into_inner()
             .event
             .ok_or_else(|| ValidationError::new("event", "is required"))?;
-        let submission = submission_from_proto(event, &self.registry, Utc::now())?;
+        let submission = submission_from_proto(event, &self.policies.registry(), Utc::now())?;
         tracing::Span::current().record("contact", submission.event.contact_id.as_str());
         let mut results = self.writer.append(&actor.name, vec![submission]).await?;
         let receipt = results
@@ -89,11 +84,12 @@ impl LedgerService for LedgerApi {
             )));
         }
         let now = Utc::now();
+        let registry = self.policies.registry();
         let mut results: Vec<Option<pb::append_result::Outcome>> = Vec::with_capacity(events.len());
         let mut valid: Vec<Submission> = Vec::with_capacity(events.len());
         let mut valid_at = Vec::with_capacity(events.len());
         for (index, event) in events.into_iter().enumerate() {
-            match submission_from_proto(event, &self.registry, now) {
+            match submission_from_proto(event, &registry, now) {
                 Ok(submission) => {
                     valid.push(submission);
                     valid_at.push(index);
@@ -156,7 +152,7 @@ impl LedgerService for LedgerApi {
         let after = decode_page_token(&request.page_token)?;
         let store = self.store.clone();
         let (entries, more) = blocking(move || {
-            if store.contact_state(&contact)?.is_none() {
+            if store.chain_head(&contact)?.is_none() {
                 return Err(Status::not_found(format!(
                     "contact {contact} is not registered"
                 )));

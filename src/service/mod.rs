@@ -4,11 +4,13 @@
 pub mod audit;
 pub mod auth;
 pub mod convert;
+pub mod eligibility;
 pub mod error;
 pub mod ledger;
 
 pub use audit::AuditApi;
 pub use auth::Caller;
+pub use eligibility::EligibilityApi;
 pub use ledger::LedgerApi;
 
 /// Reads the caller placed in a request by the server.

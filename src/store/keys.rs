@@ -18,8 +18,11 @@ pub(crate) const META: &str = "meta";
 /// Signed checkpoints by tree size: issued-at (i64 nanoseconds, BE) then the note text.
 pub(crate) const CHECKPOINTS: &str = "checkpoints";
 
+/// Policy pack texts by the SHA-256 of the text.
+pub(crate) const POLICIES: &str = "policies";
+
 /// Every column family the store opens.
-pub(crate) const ALL: [&str; 8] = [
+pub(crate) const ALL: [&str; 9] = [
     ENTRIES,
     CONTACT_INDEX,
     MERKLE,
@@ -28,6 +31,7 @@ pub(crate) const ALL: [&str; 8] = [
     IDEMPOTENCY,
     META,
     CHECKPOINTS,
+    POLICIES,
 ];
 
 /// Meta key: number of entries (u64).

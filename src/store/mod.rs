@@ -4,6 +4,7 @@
 
 mod checkpoints;
 mod keys;
+mod policies;
 mod proofs;
 mod verify;
 mod writer;
@@ -17,6 +18,7 @@ use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Direction, IteratorMode, Opt
 use crate::audit::chain::{ChainBreak, ChainVerifier, StoredLink};
 use crate::audit::merkle::{empty_root, Frontier};
 use crate::ledger::entry::{entry_hash, Entry, EntryError};
+use crate::ledger::projection::ChainHead;
 use crate::ledger::{ContactState, Hash};
 use crate::model::ContactId;
 
@@ -102,6 +104,14 @@ pub struct ChainReport {
     pub first_break: Option<ChainBreak>,
 }
 
+fn decode_state<T: serde::de::DeserializeOwned>(
+    contact: &ContactId,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| StoreError::Corrupt(format!("state of {contact}: {e}")))
+}
+
 /// The ledger's RocksDB database. Cheap to clone; safe to share between threads.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -142,11 +152,7 @@ impl Store {
     pub fn tree_head(&self) -> Result<TreeHead, StoreError> {
         let meta = self.cf(keys::META);
         let snapshot = self.db.snapshot();
-        let size = match snapshot.get_pinned_cf(meta, keys::META_TREE_SIZE)? {
-            Some(bytes) => keys::decode_u64(&bytes)
-                .ok_or_else(|| StoreError::Corrupt("meta tree_size is not a u64".into()))?,
-            None => 0,
-        };
+        let size = self.tree_size_in(&snapshot)?;
         let root = match snapshot.get_pinned_cf(meta, keys::META_TREE_ROOT)? {
             Some(bytes) => bytes
                 .as_ref()
@@ -156,6 +162,45 @@ impl Store {
             None => return Err(StoreError::Corrupt("meta tree_root is missing".into())),
         };
         Ok(TreeHead { size, root })
+    }
+
+    fn tree_size_in(&self, snapshot: &rocksdb::Snapshot<'_>) -> Result<u64, StoreError> {
+        match snapshot.get_pinned_cf(self.cf(keys::META), keys::META_TREE_SIZE)? {
+            Some(bytes) => keys::decode_u64(&bytes)
+                .ok_or_else(|| StoreError::Corrupt("meta tree_size is not a u64".into())),
+            None => Ok(0),
+        }
+    }
+
+    /// The contact's current state and the tree size it belongs to, from one snapshot.
+    pub fn contact_state_with_size(
+        &self,
+        contact: &ContactId,
+    ) -> Result<(Option<ContactState>, u64), StoreError> {
+        let snapshot = self.db.snapshot();
+        let state = snapshot
+            .get_pinned_cf(self.cf(keys::STATE), contact.as_str())?
+            .map(|bytes| decode_state(contact, &bytes))
+            .transpose()?;
+        Ok((state, self.tree_size_in(&snapshot)?))
+    }
+
+    /// The current states of many contacts (`None` for an unknown one), in order, and the
+    /// tree size they belong to, from one snapshot.
+    pub fn contact_states_with_size(
+        &self,
+        contacts: &[ContactId],
+    ) -> Result<(Vec<Option<ContactState>>, u64), StoreError> {
+        let snapshot = self.db.snapshot();
+        let cf = self.cf(keys::STATE);
+        let mut states = Vec::with_capacity(contacts.len());
+        for (contact, bytes) in contacts
+            .iter()
+            .zip(snapshot.multi_get_cf(contacts.iter().map(|c| (cf, c.as_str().as_bytes()))))
+        {
+            states.push(bytes?.map(|b| decode_state(contact, &b)).transpose()?);
+        }
+        Ok((states, self.tree_size_in(&snapshot)?))
     }
 
     pub(crate) fn last_recorded_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -200,12 +245,22 @@ impl Store {
 
     /// The contact's current state, or `None` for a contact never registered.
     pub fn contact_state(&self, contact: &ContactId) -> Result<Option<ContactState>, StoreError> {
+        self.state_record(contact)
+    }
+
+    /// The head of a contact's chain, or of one of the ledger's own chains (see
+    /// [`ContactId::is_reserved`]); `None` if it has no entries.
+    pub fn chain_head(&self, chain: &ContactId) -> Result<Option<ChainHead>, StoreError> {
+        self.state_record(chain)
+    }
+
+    fn state_record<T: serde::de::DeserializeOwned>(
+        &self,
+        contact: &ContactId,
+    ) -> Result<Option<T>, StoreError> {
         self.db
             .get_pinned_cf(self.cf(keys::STATE), contact.as_str())?
-            .map(|bytes| {
-                serde_json::from_slice(&bytes)
-                    .map_err(|e| StoreError::Corrupt(format!("contact state: {e}")))
-            })
+            .map(|bytes| decode_state(contact, &bytes))
             .transpose()
     }
 
@@ -229,6 +284,12 @@ impl Store {
             entries.push(entry);
         }
         Ok((entries, false))
+    }
+
+    /// Every entry of the contact, in order.
+    pub fn all_history(&self, contact: &ContactId) -> Result<Vec<StoredEntry>, StoreError> {
+        self.history(contact, 0, usize::MAX)
+            .map(|(entries, _)| entries)
     }
 
     /// `(contact seq, global seq)` pairs of a contact from `from` on.
@@ -260,7 +321,7 @@ impl Store {
     /// Recomputes the contact's chain from the stored bytes. `None` if the contact has
     /// neither state nor entries.
     pub fn verify_contact(&self, contact: &ContactId) -> Result<Option<ChainReport>, StoreError> {
-        let state = self.contact_state(contact)?;
+        let state = self.chain_head(contact)?;
         let mut verifier = ChainVerifier::new(contact.as_str());
         let mut any = false;
         let report = |verifier: &ChainVerifier<'_>, first_break| ChainReport {

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{keys, Store, StoreError, TreeHead};
 use crate::audit::merkle::Frontier;
 use crate::ledger::entry::{entry_hash, Entry, EntryBody};
-use crate::ledger::projection::{self, ApplyError};
+use crate::ledger::projection::{self, ApplyError, ChainHead};
 use crate::ledger::{ContactState, Hash};
 use crate::model::{ContactId, Submission};
 
@@ -269,6 +269,8 @@ struct Group<'s> {
     now: DateTime<Utc>,
     batch: WriteBatch,
     states: HashMap<ContactId, ContactState>,
+    /// Heads of the ledger's own chains touched by the group.
+    internal_heads: HashMap<ContactId, ChainHead>,
     key_uses: HashMap<String, KeyUse>,
     /// Keys first used in this group, in order (written at commit with the final head).
     new_keys: Vec<String>,
@@ -282,6 +284,7 @@ impl<'s> Group<'s> {
             now,
             batch: WriteBatch::default(),
             states: HashMap::new(),
+            internal_heads: HashMap::new(),
             key_uses: HashMap::new(),
             new_keys: Vec::new(),
         }
@@ -333,9 +336,23 @@ impl<'s> Group<'s> {
             }
         }
 
-        let state = self.state(&event.contact_id)?;
-        let (contact_seq, prev_hash) = state.as_ref().map_or((1, crate::ledger::ZERO_HASH), |s| {
-            (s.head_contact_seq + 1, s.head_hash)
+        let internal = event.contact_id.is_reserved();
+        let (state, head) = if internal {
+            let head = match self.internal_heads.get(&event.contact_id) {
+                Some(head) => Some(*head),
+                None => self.store.chain_head(&event.contact_id)?,
+            };
+            (None, head)
+        } else {
+            let state = self.state(&event.contact_id)?;
+            let head = state.as_ref().map(|s| ChainHead {
+                head_contact_seq: s.head_contact_seq,
+                head_hash: s.head_hash,
+            });
+            (state, head)
+        };
+        let (contact_seq, prev_hash) = head.map_or((1, crate::ledger::ZERO_HASH), |h| {
+            (h.head_contact_seq + 1, h.head_hash)
         });
         let personal = submission
             .personal
@@ -359,7 +376,12 @@ impl<'s> Group<'s> {
         };
         let bytes = entry.encode();
         let hash = entry_hash(&bytes);
-        let next_state = match projection::apply(state.as_ref(), &entry, hash) {
+        let next = if internal {
+            projection::apply_internal(head.as_ref(), &entry, hash).map(Next::Internal)
+        } else {
+            projection::apply(state.as_ref(), &entry, hash).map(|s| Next::Contact(Box::new(s)))
+        };
+        let next = match next {
             Ok(next) => next,
             Err(rejected) => return Ok(Err(rejected.into())),
         };
@@ -384,7 +406,16 @@ impl<'s> Group<'s> {
                 node.hash,
             );
         }
-        self.states.insert(event.contact_id.clone(), next_state);
+        match next {
+            Next::Contact(state) => self
+                .states
+                .insert(event.contact_id.clone(), *state)
+                .map(drop),
+            Next::Internal(head) => self
+                .internal_heads
+                .insert(event.contact_id.clone(), head)
+                .map(drop),
+        };
         let pending = Pending {
             seq,
             contact_seq,
@@ -413,7 +444,7 @@ impl<'s> Group<'s> {
             size: self.frontier.size(),
             root: self.frontier.root(),
         };
-        if self.states.is_empty() {
+        if self.states.is_empty() && self.internal_heads.is_empty() {
             // Nothing accepted (only rejections and replays): nothing to write.
             return Ok((self.frontier, head));
         }
@@ -422,6 +453,10 @@ impl<'s> Group<'s> {
             let bytes = serde_json::to_vec(state).expect("contact states always serialize");
             self.batch
                 .put_cf(db.cf(keys::STATE), contact.as_str(), bytes);
+        }
+        for (chain, chain_head) in &self.internal_heads {
+            let bytes = serde_json::to_vec(chain_head).expect("chain heads always serialize");
+            self.batch.put_cf(db.cf(keys::STATE), chain.as_str(), bytes);
         }
         for key in &self.new_keys {
             if let Some(used) = self.key_uses.get(key) {
@@ -445,6 +480,12 @@ impl<'s> Group<'s> {
         db.db.write_opt(self.batch, &sync)?;
         Ok((self.frontier, head))
     }
+}
+
+/// What an accepted entry makes of its chain's state.
+enum Next {
+    Contact(Box<ContactState>),
+    Internal(ChainHead),
 }
 
 /// Digest of everything the client sent for one event, personal data included, so a retry

@@ -1,0 +1,650 @@
+//! `consentledger.v1.EligibilityService`: explained decisions for one contact or a
+//! campaign list, now or at a past time, and the policy packs they are made under.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+
+use chrono::{DateTime, Utc};
+use futures::{Stream, StreamExt};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::instrument;
+
+use super::convert::{timestamp, to_timestamp};
+use super::{blocking, caller};
+use crate::ledger::projection::{state_at, Cutoff};
+use crate::ledger::ContactState;
+use crate::model::{ContactId, Event, EventKind, Registry, Submission, ValidationError};
+use crate::policy::{decide, Activation, Decision, PolicyBook, PolicyError, PolicyPack, Regime};
+use crate::proto::v1 as pb;
+use crate::proto::v1::eligibility_service_server::EligibilityService;
+use crate::store::{AppendError, Store, StoreError, WriterHandle};
+
+/// Contacts decided per storage read in `Screen`.
+const SCREEN_CHUNK: usize = 512;
+/// Decision batches `Screen` may have ready before the client reads them.
+const SCREEN_BUFFER: usize = 16;
+/// Largest policy text accepted, in bytes.
+const MAX_POLICY_TEXT: usize = 1 << 20;
+
+/// The policy packs activated in the ledger, shared by every service; swapped whole when
+/// a pack is activated, so a reader always sees one consistent book.
+#[derive(Debug, Clone)]
+pub struct Policies {
+    book: Arc<RwLock<Arc<PolicyBook>>>,
+    /// One activation at a time, so two never race for the same chain head.
+    activating: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Why a policy pack was not activated.
+#[derive(Debug, thiserror::Error)]
+pub enum ActivateError {
+    /// The pack is malformed or contradictory.
+    #[error("policy: {0}")]
+    Invalid(#[from] PolicyError),
+    /// Storage failed; nothing changed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The ledger refused the activation entry.
+    #[error(transparent)]
+    Rejected(#[from] AppendError),
+}
+
+impl From<ActivateError> for Status {
+    fn from(err: ActivateError) -> Self {
+        match err {
+            ActivateError::Invalid(e) => Status::invalid_argument(format!("text: {e}")),
+            ActivateError::Store(e) => e.into(),
+            ActivateError::Rejected(e) => e.into(),
+        }
+    }
+}
+
+impl Policies {
+    /// Loads every activation from the ledger. When `configured` (a pack's text) is given
+    /// and differs from the active pack, or when no pack was ever activated (then the
+    /// default pack is used), it is activated first, as `actor`.
+    pub async fn load(
+        store: &Store,
+        writer: &WriterHandle,
+        actor: &str,
+        configured: Option<&str>,
+    ) -> Result<Self, ActivateError> {
+        let book = {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || store.policy_book())
+                .await
+                .map_err(|_| StoreError::Corrupt("the policy loading task failed".into()))??
+        };
+        let empty = book.current().is_none();
+        let policies = Self {
+            book: Arc::new(RwLock::new(Arc::new(book))),
+            activating: Arc::new(tokio::sync::Mutex::new(())),
+        };
+        let text = configured.or(empty.then_some(crate::policy::DEFAULT_PACK));
+        if let Some(text) = text {
+            policies.activate(store, writer, actor, text).await?;
+        }
+        Ok(policies)
+    }
+
+    /// The book as it stands.
+    pub fn book(&self) -> Arc<PolicyBook> {
+        self.book
+            .read()
+            .map(|book| Arc::clone(&book))
+            .unwrap_or_else(|poisoned| Arc::clone(&poisoned.into_inner()))
+    }
+
+    /// The purposes and channels events may name: those of the active pack.
+    pub fn registry(&self) -> Registry {
+        self.book()
+            .current()
+            .map_or_else(Registry::default, |a| a.pack.registry.clone())
+    }
+
+    /// Validates `text` and makes it the active pack: its text is stored, then a
+    /// `policy_activated` entry is appended and durable, then decisions use it. Returns
+    /// the activation and whether it is new (`false`: the same text was already active).
+    pub async fn activate(
+        &self,
+        store: &Store,
+        writer: &WriterHandle,
+        actor: &str,
+        text: &str,
+    ) -> Result<(Activation, bool), ActivateError> {
+        let pack = PolicyPack::parse(text)?;
+        let _one_at_a_time = self.activating.lock().await;
+        if let Some(current) = self.book().current() {
+            if current.pack.sha256 == pack.sha256 {
+                return Ok((current.clone(), false));
+            }
+        }
+        {
+            let (store, text, pack) = (store.clone(), text.to_owned(), pack.clone());
+            tokio::task::spawn_blocking(move || store.save_policy_text(&pack, &text))
+                .await
+                .map_err(|_| StoreError::Corrupt("the policy saving task failed".into()))??;
+        }
+        let event = Event {
+            contact_id: ContactId::policy_chain(),
+            idempotency_key: None,
+            occurred_at: None,
+            kind: EventKind::PolicyActivated {
+                version: pack.version.clone(),
+                text_sha256: hex::encode(pack.sha256),
+            },
+        };
+        let receipt = writer
+            .append(
+                actor,
+                vec![Submission {
+                    event,
+                    personal: None,
+                }],
+            )
+            .await?
+            .pop()
+            .ok_or(StoreError::WriterStopped)??;
+        let activation = Activation {
+            pack: Arc::new(pack),
+            seq: receipt.seq,
+            recorded_at: receipt.recorded_at,
+        };
+        let mut next = PolicyBook::clone(&self.book());
+        next.push(activation.clone());
+        match self.book.write() {
+            Ok(mut book) => *book = Arc::new(next),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(next),
+        }
+        tracing::info!(
+            version = %activation.pack.version,
+            seq = activation.seq,
+            "policy pack activated"
+        );
+        Ok((activation, true))
+    }
+}
+
+/// What to decide: a purpose on a channel, now or at a time on a basis.
+#[derive(Debug, Clone)]
+struct Target {
+    purpose: String,
+    channel: String,
+    at: Option<(DateTime<Utc>, Cutoff)>,
+    basis: i32,
+}
+
+impl Target {
+    fn from_proto(
+        purpose: String,
+        channel: String,
+        at: Option<prost_types::Timestamp>,
+        basis: i32,
+        field: &str,
+    ) -> Result<Self, ValidationError> {
+        let at = at
+            .map(|t| timestamp(&format!("{field}at"), t))
+            .transpose()?;
+        let basis = pb::TimeBasis::try_from(basis).map_err(|_| {
+            ValidationError::new(
+                format!("{field}time_basis"),
+                format!("unknown time basis {basis}"),
+            )
+        })?;
+        let at = at.map(|at| {
+            let cutoff = match basis {
+                pb::TimeBasis::Recorded => Cutoff::Recorded(at),
+                pb::TimeBasis::Effective | pb::TimeBasis::Unspecified => Cutoff::Occurred(at),
+            };
+            (at, cutoff)
+        });
+        Ok(Self {
+            purpose,
+            channel,
+            at,
+            basis: match (at.is_some(), basis) {
+                (false, _) => pb::TimeBasis::Unspecified as i32,
+                (true, pb::TimeBasis::Recorded) => pb::TimeBasis::Recorded as i32,
+                (true, _) => pb::TimeBasis::Effective as i32,
+            },
+        })
+    }
+
+    /// The activation the decision is made under, with the target checked against it.
+    fn activation(
+        &self,
+        book: &PolicyBook,
+        field: &str,
+    ) -> Result<(Activation, Option<String>), Status> {
+        let (activation, note) = match self.at {
+            None => (book.current(), None),
+            Some((at, _)) => match book.in_force_at(at) {
+                Some((activation, true)) => (Some(activation), None),
+                Some((activation, false)) => (
+                    Some(activation),
+                    Some(format!(
+                        "no policy was active yet at {}; the first one activated ({}, seq {}) was applied",
+                        at.to_rfc3339(),
+                        activation.pack.version,
+                        activation.seq
+                    )),
+                ),
+                None => (None, None),
+            },
+        };
+        let activation =
+            activation.ok_or_else(|| Status::unavailable("no policy pack is active yet"))?;
+        activation.pack.check_target(
+            &format!("{field}purpose"),
+            &self.purpose,
+            &format!("{field}channel"),
+            &self.channel,
+        )?;
+        Ok((activation.clone(), note))
+    }
+}
+
+/// Everything one answer needs besides the contact's state.
+struct Frame<'a> {
+    target: &'a Target,
+    activation: &'a Activation,
+    note: Option<&'a str>,
+    tree_size: u64,
+    now: DateTime<Utc>,
+}
+
+impl Frame<'_> {
+    fn decided_for(&self) -> DateTime<Utc> {
+        self.target.at.map_or(self.now, |(at, _)| at)
+    }
+
+    /// The answer for one contact whose state at the target time is `state`.
+    fn answer(&self, contact: &str, state: Option<&ContactState>) -> pb::Decision {
+        let mut out = pb::Decision {
+            contact_id: contact.to_owned(),
+            purpose: self.target.purpose.clone(),
+            channel: self.target.channel.clone(),
+            policy_version: self.activation.pack.version.clone(),
+            policy_sha256: self.activation.pack.sha256.to_vec(),
+            tree_size: self.tree_size,
+            decided_for: Some(to_timestamp(self.decided_for())),
+            time_basis: self.target.basis,
+            ..Default::default()
+        };
+        let Some(state) = state else {
+            out.rule_id = "contact.unknown".into();
+            out.reasons.push(match self.target.at {
+                None => "no contact with this id is registered".into(),
+                Some((at, _)) => {
+                    format!("the contact was not registered as of {}", at.to_rfc3339())
+                }
+            });
+            return out;
+        };
+        let decision = decide(
+            &self.activation.pack,
+            state,
+            &self.target.purpose,
+            &self.target.channel,
+            self.decided_for(),
+        );
+        fill_decision(&mut out, decision);
+        out.warnings.extend(self.note.map(str::to_owned));
+        out
+    }
+}
+
+fn fill_decision(out: &mut pb::Decision, decision: Decision) {
+    out.allowed = decision.allowed;
+    out.rule_id = decision.rule_id.to_owned();
+    out.regime = match decision.regime {
+        None => pb::Regime::Unspecified,
+        Some(Regime::OptOut) => pb::Regime::OptOut,
+        Some(Regime::OptIn) => pb::Regime::OptIn,
+        Some(Regime::DoubleOptIn) => pb::Regime::DoubleOptIn,
+        Some(Regime::Excluded) => pb::Regime::Excluded,
+    } as i32;
+    out.country = decision.country.to_string();
+    out.audience = match decision.audience {
+        crate::model::Audience::B2b => "b2b",
+        crate::model::Audience::B2c => "b2c",
+    }
+    .into();
+    out.reasons = decision.reasons;
+    out.warnings = decision.warnings;
+    out.evidence = decision
+        .evidence
+        .iter()
+        .map(|e| pb::Evidence {
+            role: e.role.name().into(),
+            seq: e.entry.seq,
+            contact_seq: e.entry.contact_seq,
+            entry_hash: e.entry.hash.to_vec(),
+            occurred_at: Some(to_timestamp(e.entry.occurred_at)),
+            recorded_at: Some(to_timestamp(e.entry.recorded_at)),
+        })
+        .collect();
+}
+
+/// The state of each contact at the target time (one snapshot for "now"), and the tree
+/// size read with them.
+fn states_for(
+    store: &Store,
+    contacts: &[ContactId],
+    target: &Target,
+) -> Result<(Vec<Option<ContactState>>, u64), StoreError> {
+    let Some((_, cutoff)) = target.at else {
+        return store.contact_states_with_size(contacts);
+    };
+    let mut states = Vec::with_capacity(contacts.len());
+    for contact in contacts {
+        let entries = store.all_history(contact)?;
+        states.push(state_at(entries.iter().map(|e| (&e.entry, e.hash)), cutoff));
+    }
+    // Read after the entries, so every entry relied on is within the size reported.
+    Ok((states, store.tree_head()?.size))
+}
+
+fn client_contact(field: &str, id: &str) -> Result<ContactId, ValidationError> {
+    let contact = ContactId::parse(field, id)?;
+    if contact.is_reserved() {
+        return Err(ValidationError::new(
+            field,
+            "contact ids starting with '~' are the ledger's own chains, not contacts",
+        ));
+    }
+    Ok(contact)
+}
+
+fn policy_to_proto(activation: &Activation, active: bool, text: Option<String>) -> pb::Policy {
+    pb::Policy {
+        version: activation.pack.version.clone(),
+        description: activation.pack.description.clone().unwrap_or_default(),
+        sha256: activation.pack.sha256.to_vec(),
+        text: text.unwrap_or_default(),
+        activated_seq: activation.seq,
+        activated_at: Some(to_timestamp(activation.recorded_at)),
+        active,
+    }
+}
+
+/// The eligibility service.
+#[derive(Debug, Clone)]
+pub struct EligibilityApi {
+    store: Store,
+    writer: WriterHandle,
+    policies: Policies,
+}
+
+impl EligibilityApi {
+    /// A service deciding from `store` under `policies`; activations go through `writer`.
+    pub fn new(store: Store, writer: WriterHandle, policies: Policies) -> Self {
+        Self {
+            store,
+            writer,
+            policies,
+        }
+    }
+}
+
+type ScreenStream = Pin<Box<dyn Stream<Item = Result<pb::ScreenResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl EligibilityService for EligibilityApi {
+    #[instrument(skip_all, fields(contact))]
+    async fn check(
+        &self,
+        request: Request<pb::CheckRequest>,
+    ) -> Result<Response<pb::Decision>, Status> {
+        let request = request.into_inner();
+        let contact = client_contact("contact_id", &request.contact_id)?;
+        tracing::Span::current().record("contact", contact.as_str());
+        let target = Target::from_proto(
+            request.purpose,
+            request.channel,
+            request.at,
+            request.time_basis,
+            "",
+        )?;
+        let (activation, note) = target.activation(&self.policies.book(), "")?;
+        let store = self.store.clone();
+        let decision = blocking(move || {
+            let now = Utc::now();
+            let (states, tree_size) = states_for(&store, std::slice::from_ref(&contact), &target)?;
+            let frame = Frame {
+                target: &target,
+                activation: &activation,
+                note: note.as_deref(),
+                tree_size,
+                now,
+            };
+            Ok(frame.answer(contact.as_str(), states[0].as_ref()))
+        })
+        .await?;
+        if decision.rule_id == "contact.unknown" && request.at.is_none() {
+            return Err(Status::not_found(format!(
+                "contact_id: no contact {} is registered",
+                decision.contact_id
+            )));
+        }
+        Ok(Response::new(decision))
+    }
+
+    type ScreenStream = ScreenStream;
+
+    #[instrument(skip_all)]
+    async fn screen(
+        &self,
+        request: Request<Streaming<pb::ScreenRequest>>,
+    ) -> Result<Response<Self::ScreenStream>, Status> {
+        let mut incoming = request.into_inner();
+        let first = incoming.message().await?.ok_or_else(|| {
+            ValidationError::new("target", "the first message must name the target")
+        })?;
+        let wanted = first
+            .target
+            .ok_or_else(|| ValidationError::new("target", "is required in the first message"))?;
+        let target = Target::from_proto(
+            wanted.purpose,
+            wanted.channel,
+            wanted.at,
+            wanted.time_basis,
+            "target.",
+        )?;
+        let (activation, note) = target.activation(&self.policies.book(), "target.")?;
+        let (sender, receiver) = tokio::sync::mpsc::channel(SCREEN_BUFFER);
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            let mut summary = pb::ScreenSummary {
+                policy_version: activation.pack.version.clone(),
+                ..Default::default()
+            };
+            let mut by_rule: BTreeMap<String, u64> = BTreeMap::new();
+            let mut pending = first.contact_ids;
+            loop {
+                let done = loop {
+                    if pending.len() >= SCREEN_CHUNK {
+                        break false;
+                    }
+                    match incoming.message().await {
+                        Ok(Some(more)) => pending.extend(more.contact_ids),
+                        Ok(None) => break true,
+                        Err(status) => {
+                            let _ = sender.send(Err(status)).await;
+                            return;
+                        }
+                    }
+                };
+                while !pending.is_empty() && (done || pending.len() >= SCREEN_CHUNK) {
+                    let rest = pending.split_off(pending.len().min(SCREEN_CHUNK));
+                    let ids = std::mem::replace(&mut pending, rest);
+                    let work = {
+                        let (store, target, activation, note) = (
+                            store.clone(),
+                            target.clone(),
+                            activation.clone(),
+                            note.clone(),
+                        );
+                        blocking(move || {
+                            screen_chunk(&store, &target, &activation, note.as_deref(), ids)
+                        })
+                    };
+                    let decisions = match work.await {
+                        Ok(decisions) => decisions,
+                        Err(status) => {
+                            let _ = sender.send(Err(status)).await;
+                            return;
+                        }
+                    };
+                    for d in &decisions {
+                        summary.contacts += 1;
+                        if d.allowed {
+                            summary.allowed += 1;
+                        } else {
+                            summary.denied += 1;
+                        }
+                        *by_rule.entry(d.rule_id.clone()).or_default() += 1;
+                        summary.tree_size = summary.tree_size.max(d.tree_size);
+                    }
+                    let batch = pb::ScreenResponse {
+                        kind: Some(pb::screen_response::Kind::Decisions(pb::Decisions {
+                            decisions,
+                        })),
+                    };
+                    if sender.send(Ok(batch)).await.is_err() {
+                        return; // The caller went away.
+                    }
+                }
+                if done {
+                    break;
+                }
+            }
+            summary.by_rule = by_rule.into_iter().collect();
+            let _ = sender
+                .send(Ok(pb::ScreenResponse {
+                    kind: Some(pb::screen_response::Kind::Summary(summary)),
+                }))
+                .await;
+        });
+        Ok(Response::new(ReceiverStream::new(receiver).boxed()))
+    }
+
+    #[instrument(skip_all)]
+    async fn get_policy(
+        &self,
+        request: Request<pb::GetPolicyRequest>,
+    ) -> Result<Response<pb::Policy>, Status> {
+        let request = request.into_inner();
+        let book = self.policies.book();
+        let activation = match (request.version.as_str(), request.at) {
+            ("", None) => book.current(),
+            (version, None) => book
+                .activations()
+                .iter()
+                .rev()
+                .find(|a| a.pack.version == version),
+            ("", Some(at)) => book.in_force_at(timestamp("at", at)?).map(|(a, _)| a),
+            (_, Some(_)) => {
+                return Err(
+                    ValidationError::new("at", "give either version or at, not both").into(),
+                )
+            }
+        }
+        .ok_or_else(|| {
+            Status::not_found("version: no policy pack with this version was activated")
+        })?
+        .clone();
+        let store = self.store.clone();
+        let sha256 = activation.pack.sha256;
+        let text = blocking(move || Ok(store.policy_text(&sha256)?)).await?;
+        let active = book.current().is_some_and(|c| c.seq == activation.seq);
+        Ok(Response::new(policy_to_proto(&activation, active, text)))
+    }
+
+    #[instrument(skip_all)]
+    async fn list_policies(
+        &self,
+        _request: Request<pb::ListPoliciesRequest>,
+    ) -> Result<Response<pb::ListPoliciesResponse>, Status> {
+        let book = self.policies.book();
+        let current = book.current().map(|c| c.seq);
+        let policies = book
+            .activations()
+            .iter()
+            .map(|a| policy_to_proto(a, Some(a.seq) == current, None))
+            .collect();
+        Ok(Response::new(pb::ListPoliciesResponse { policies }))
+    }
+
+    #[instrument(skip_all)]
+    async fn activate_policy(
+        &self,
+        request: Request<pb::ActivatePolicyRequest>,
+    ) -> Result<Response<pb::Policy>, Status> {
+        let actor = caller(&request)?;
+        let text = request.into_inner().text;
+        if text.len() > MAX_POLICY_TEXT {
+            return Err(ValidationError::new(
+                "text",
+                format!("a policy pack is at most {MAX_POLICY_TEXT} bytes"),
+            )
+            .into());
+        }
+        let (activation, _) = self
+            .policies
+            .activate(&self.store, &self.writer, &actor.name, &text)
+            .await?;
+        Ok(Response::new(policy_to_proto(
+            &activation,
+            true,
+            Some(text),
+        )))
+    }
+}
+
+fn screen_chunk(
+    store: &Store,
+    target: &Target,
+    activation: &Activation,
+    note: Option<&str>,
+    ids: Vec<String>,
+) -> Result<Vec<pb::Decision>, Status> {
+    // Malformed ids are decisions too, so one bad row never ends a campaign's screening.
+    let parsed: Vec<Result<ContactId, ValidationError>> = ids
+        .iter()
+        .map(|id| client_contact("contact_ids", id))
+        .collect();
+    let valid: Vec<ContactId> = parsed
+        .iter()
+        .filter_map(|p| p.as_ref().ok().cloned())
+        .collect();
+    let (states, tree_size) = states_for(store, &valid, target)?;
+    let frame = Frame {
+        target,
+        activation,
+        note,
+        tree_size,
+        now: Utc::now(),
+    };
+    let mut states = states.into_iter();
+    Ok(ids
+        .iter()
+        .zip(parsed)
+        .map(|(id, parsed)| match parsed {
+            Ok(_) => frame.answer(id, states.next().flatten().as_ref()),
+            Err(err) => pb::Decision {
+                contact_id: id.clone(),
+                purpose: target.purpose.clone(),
+                channel: target.channel.clone(),
+                rule_id: "contact.invalid_id".into(),
+                reasons: vec![err.rule],
+                policy_version: activation.pack.version.clone(),
+                policy_sha256: activation.pack.sha256.to_vec(),
+                tree_size,
+                ..Default::default()
+            },
+        })
+        .collect())
+}
