@@ -438,3 +438,256 @@ fn line_of(text: &str, offset: usize) -> usize {
         .count()
         + 1
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PER_COUNTRY: &str = include_str!("../../deploy/policy/per-country.toml");
+    const CONSERVATIVE: &str = include_str!("../../deploy/policy/conservative.toml");
+
+    const SMALL: &str = r#"version = "test-1"
+
+[registry]
+purposes = ["storage", "email_marketing"]
+channels = ["email", "sms"]
+
+[purposes.storage]
+rule = "legal_basis"
+channels = ["email"]
+
+[purposes.email_marketing]
+rule = "country_regime"
+channels = ["email"]
+direct_marketing = true
+
+[unknown_country]
+regime = "excluded"
+
+[[country]]
+code = "DE"
+b2c = "double_opt_in"
+b2b = "double_opt_in"
+existing_customer_exception = true
+source = "UWG 7"
+
+[[country]]
+code = "US"
+b2c = "opt_out"
+b2b = "opt_out"
+source = "CAN-SPAM"
+"#;
+
+    /// Parses `SMALL` with `from` replaced by `to` and returns the error.
+    fn refused(from: &str, to: &str) -> PolicyError {
+        assert!(SMALL.contains(from), "{from:?} is not in the test pack");
+        let text = SMALL.replacen(from, to, 1);
+        PolicyPack::parse(&text).expect_err("the pack should be refused")
+    }
+
+    /// The 1-based line of the first occurrence of `needle` in `text`.
+    fn line(text: &str, needle: &str) -> usize {
+        text[..text.find(needle).unwrap()].matches('\n').count() + 1
+    }
+
+    #[test]
+    fn the_shipped_packs_parse_and_cover_the_required_countries() {
+        let per_country = PolicyPack::parse(PER_COUNTRY).unwrap();
+        let conservative = PolicyPack::parse(CONSERVATIVE).unwrap();
+        for code in [
+            "US", "CA", "AU", "GB", "IE", "FR", "DE", "AT", "CH", "NL", "BE", "ES", "IT", "PL",
+            "SE", "DK", "GR", "BR", "JP", "IN", "SG",
+        ] {
+            let country = Country::parse("c", code).unwrap();
+            let rule = per_country
+                .country(country)
+                .unwrap_or_else(|| panic!("{code}"));
+            assert!(!rule.source.is_empty(), "{code} cites no source");
+            let strict = conservative.country(country).unwrap();
+            // Conservative: opt-in everywhere, double-opt-in countries excluded.
+            for (theirs, ours) in [(rule.b2c, strict.b2c), (rule.b2b, strict.b2b)] {
+                let expected = if theirs == Regime::DoubleOptIn {
+                    Regime::Excluded
+                } else {
+                    Regime::OptIn
+                };
+                assert_eq!(ours, expected, "{code}");
+            }
+            assert!(!strict.existing_customer_exception && strict.implied_consent.is_none());
+        }
+        let de = per_country
+            .country(Country::parse("c", "DE").unwrap())
+            .unwrap();
+        assert_eq!((de.b2c, de.b2b), (Regime::DoubleOptIn, Regime::DoubleOptIn));
+        let us = per_country
+            .country(Country::parse("c", "US").unwrap())
+            .unwrap();
+        assert_eq!(us.b2c, Regime::OptOut);
+        let fr = per_country
+            .country(Country::parse("c", "FR").unwrap())
+            .unwrap();
+        assert_eq!((fr.b2c, fr.b2b), (Regime::OptIn, Regime::OptOut));
+        assert!(fr.b2b_condition.is_some());
+        let ca = per_country
+            .country(Country::parse("c", "CA").unwrap())
+            .unwrap();
+        assert_eq!(
+            ca.implied_consent,
+            Some(ImpliedConsent {
+                relationship_months: 24,
+                inquiry_months: 6
+            })
+        );
+        assert_eq!(per_country.unknown_country, Regime::Excluded);
+        assert_eq!(
+            per_country.purposes["email_tracking"].rule,
+            PurposeRule::ExplicitConsent
+        );
+        assert_ne!(per_country.sha256, conservative.sha256);
+    }
+
+    #[test]
+    fn a_valid_pack_is_read_whole() {
+        let pack = PolicyPack::parse(SMALL).unwrap();
+        assert_eq!(pack.version, "test-1");
+        assert!(pack.registry.purpose("p", "storage").is_ok());
+        assert!(pack.registry.channel("c", "fax").is_err());
+        assert_eq!(pack.countries.len(), 2);
+        assert_eq!(
+            pack.sha256,
+            <[u8; 32]>::from(Sha256::digest(SMALL.as_bytes()))
+        );
+        // One changed byte is another pack.
+        let other = PolicyPack::parse(&SMALL.replace("CAN-SPAM", "CAN-SPAM.")).unwrap();
+        assert_ne!(other.sha256, pack.sha256);
+    }
+
+    #[test]
+    fn malformed_packs_are_refused_with_the_line_and_the_problem() {
+        let cases: [(&str, &str, &str, &str); 9] = [
+            // (replace, with, line holding, problem mentions)
+            (
+                "rule = \"legal_basis\"",
+                "rule = \"whatever\"",
+                "rule = \"whatever\"",
+                "whatever",
+            ),
+            (
+                "b2c = \"opt_out\"",
+                "b2c = \"opt_outt\"",
+                "b2c = \"opt_outt\"",
+                "opt_outt",
+            ),
+            (
+                "source = \"CAN-SPAM\"",
+                "source = \"CAN-SPAM\"\ncolour = \"red\"",
+                "colour",
+                "colour",
+            ),
+            ("code = \"US\"", "code = \"UK\"", "code = \"UK\"", "UK"),
+            (
+                "code = \"US\"",
+                "code = \"DE\"",
+                "code = \"DE\"\nb2c = \"opt_out\"",
+                "second",
+            ),
+            (
+                "channels = [\"email\"]\ndirect",
+                "channels = [\"fax\"]\ndirect",
+                "[\"fax\"]",
+                "fax",
+            ),
+            (
+                "version = \"test-1\"",
+                "version = \"test 1\"",
+                "version",
+                "version",
+            ),
+            (
+                "[purposes.storage]",
+                "[purposes.storrage]",
+                "[purposes.storrage]",
+                "storrage",
+            ),
+            (
+                "b2b = \"opt_out\"\nsource",
+                "b2b = opt_out\nsource",
+                "b2b = opt_out",
+                "",
+            ),
+        ];
+        for (from, to, at, mentions) in cases {
+            let err = refused(from, to);
+            let text = SMALL.replacen(from, to, 1);
+            assert_eq!(err.line, line(&text, at), "{to:?}: {err}");
+            assert!(err.problem.contains(mentions), "{to:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn contradictory_packs_are_refused_with_the_line_and_the_rule() {
+        // An exception to a consent requirement where no regime requires consent.
+        let text = SMALL.replacen(
+            "b2b = \"opt_out\"\nsource",
+            "b2b = \"opt_out\"\nexisting_customer_exception = true\nsource",
+            1,
+        );
+        let err = PolicyPack::parse(&text).unwrap_err();
+        assert_eq!(
+            err.line,
+            line(&text, "existing_customer_exception = true\nsource = \"CAN")
+        );
+        assert!(err.problem.contains("contradicts"), "{err}");
+
+        // A condition on a regime that never allows anything.
+        let text = SMALL.replacen(
+            "b2b = \"double_opt_in\"",
+            "b2b = \"excluded\"\nb2b_condition = \"job-related only\"",
+            1,
+        );
+        let err = PolicyPack::parse(&text).unwrap_err();
+        assert_eq!(err.line, line(&text, "b2b_condition"));
+        assert!(err.problem.contains("contradicts"), "{err}");
+
+        // Implied consent in a country where nothing needs consent.
+        let text = SMALL.replacen(
+            "b2b = \"opt_out\"\nsource",
+            "b2b = \"opt_out\"\nimplied_consent = { relationship_months = 24, inquiry_months = 6 }\nsource",
+            1,
+        );
+        let err = PolicyPack::parse(&text).unwrap_err();
+        assert_eq!(err.line, line(&text, "implied_consent"));
+
+        // Out-of-range periods.
+        let text = SMALL.replacen(
+            "existing_customer_exception = true",
+            "implied_consent = { relationship_months = 0, inquiry_months = 6 }",
+            1,
+        );
+        let err = PolicyPack::parse(&text).unwrap_err();
+        assert!(err.problem.contains("relationship_months"), "{err}");
+
+        // A registry purpose nobody says how to decide.
+        let err = refused(
+            "purposes = [\"storage\", \"email_marketing\"]",
+            "purposes = [\"storage\", \"email_marketing\", \"profiling\"]",
+        );
+        assert!(err.problem.contains("profiling"), "{err}");
+
+        // A purpose listed twice.
+        let err = refused(
+            "purposes = [\"storage\", \"email_marketing\"]",
+            "purposes = [\"storage\", \"storage\", \"email_marketing\"]",
+        );
+        assert!(err.problem.contains("twice"), "{err}");
+        assert_eq!(err.line, line(SMALL, "purposes = ["));
+    }
+
+    #[test]
+    fn a_missing_required_key_is_named() {
+        let err = refused("[unknown_country]\nregime = \"excluded\"\n", "");
+        assert!(err.problem.contains("unknown_country"), "{err}");
+        let err = refused("source = \"CAN-SPAM\"", "source = \"  \"");
+        assert!(err.problem.contains("source"), "{err}");
+    }
+}
