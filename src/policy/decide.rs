@@ -128,9 +128,8 @@ struct Context<'a> {
     policy: &'a PurposePolicy,
 }
 
-/// What the record says about consent for one purpose on one channel.
-enum ConsentStatus<'a> {
-    Valid(&'a Grant),
+/// Why the record holds no consent in force for one purpose on one channel.
+enum Refusal<'a> {
     Missing,
     Withdrawn(&'a Grant, EvidenceRef),
     OptedOutWithoutGrant(EvidenceRef),
@@ -170,9 +169,7 @@ impl Context<'_> {
     fn objection(&self) -> Option<(EvidenceRef, String)> {
         let consent = self.consent(self.country_policy());
         let regranted_after = |objection: &EvidenceRef| match &consent {
-            ConsentStatus::Valid(grant) => {
-                is_explicit(grant.method) && later(&grant.evidence, objection)
-            }
+            Ok(grant) => is_explicit(grant.method) && later(&grant.evidence, objection),
             _ => false,
         };
         self.state.objections.iter().rev().find_map(|o| {
@@ -213,7 +210,7 @@ impl Context<'_> {
         d.cite(EvidenceRole::LegalBasis, basis.evidence);
         if basis.basis == LegalBasis::Consent {
             return match self.consent(self.country_policy()) {
-                ConsentStatus::Valid(grant) => {
+                Ok(grant) => {
                     d.cite(EvidenceRole::Consent, grant.evidence);
                     d.allow(
                         "legal_basis.recorded",
@@ -223,7 +220,7 @@ impl Context<'_> {
                         ),
                     )
                 }
-                status => self.deny_consent(d, status),
+                Err(status) => self.deny_consent(d, status),
             };
         }
         d.allow(
@@ -283,8 +280,9 @@ impl Context<'_> {
                 ),
             ),
             Regime::OptOut => match consent {
-                ConsentStatus::Withdrawn(_, withdrawal)
-                | ConsentStatus::OptedOutWithoutGrant(withdrawal) => {
+                Err(
+                    Refusal::Withdrawn(_, withdrawal) | Refusal::OptedOutWithoutGrant(withdrawal),
+                ) => {
                     d.cite(EvidenceRole::Withdrawal, withdrawal);
                     d.deny(
                         "opt_out.opted_out",
@@ -319,7 +317,7 @@ impl Context<'_> {
             Regime::OptIn | Regime::DoubleOptIn => {
                 let double = regime == Regime::DoubleOptIn;
                 match consent {
-                    ConsentStatus::Valid(grant) => {
+                    Ok(grant) => {
                         d.cite(EvidenceRole::Consent, grant.evidence);
                         if !double {
                             return d.allow(
@@ -352,10 +350,10 @@ impl Context<'_> {
                             }),
                         }
                     }
-                    ConsentStatus::Withdrawn(..) | ConsentStatus::OptedOutWithoutGrant(_) => {
-                        self.deny_consent(d, consent)
+                    Err(refusal @ (Refusal::Withdrawn(..) | Refusal::OptedOutWithoutGrant(_))) => {
+                        self.deny_consent(d, refusal)
                     }
-                    other => match self.existing_customer(d, country_policy) {
+                    Err(other) => match self.existing_customer(d, country_policy) {
                         Ok(allowed) => allowed,
                         Err(mut d) => {
                             d.reasons.push(format!(
@@ -405,7 +403,7 @@ impl Context<'_> {
 
     fn explicit_consent(&self, mut d: Decision) -> Decision {
         match self.consent(self.country_policy()) {
-            ConsentStatus::Valid(grant) if is_explicit(grant.method) => {
+            Ok(grant) if is_explicit(grant.method) => {
                 d.cite(EvidenceRole::Consent, grant.evidence);
                 d.allow(
                     "consent.granted",
@@ -415,14 +413,14 @@ impl Context<'_> {
                     ),
                 )
             }
-            ConsentStatus::Valid(grant) => self.deny_consent(d, ConsentStatus::NotExplicit(grant)),
-            status => self.deny_consent(d, status),
+            Ok(grant) => self.deny_consent(d, Refusal::NotExplicit(grant)),
+            Err(status) => self.deny_consent(d, status),
         }
     }
 
     fn consent_or_legitimate_interests(&self, mut d: Decision) -> Decision {
         match self.consent(self.country_policy()) {
-            ConsentStatus::Valid(grant) => {
+            Ok(grant) => {
                 d.cite(EvidenceRole::Consent, grant.evidence);
                 d.allow(
                     "consent.granted",
@@ -432,10 +430,10 @@ impl Context<'_> {
                     ),
                 )
             }
-            status @ (ConsentStatus::Withdrawn(..) | ConsentStatus::OptedOutWithoutGrant(_)) => {
+            Err(status @ (Refusal::Withdrawn(..) | Refusal::OptedOutWithoutGrant(_))) => {
                 self.deny_consent(d, status)
             }
-            status => {
+            Err(status) => {
                 let interests = self.state.bases.iter().find(|b| {
                     b.purpose.as_str() == self.purpose && b.basis == LegalBasis::LegitimateInterests
                 });
@@ -462,23 +460,16 @@ impl Context<'_> {
         }
     }
 
-    fn deny_consent(&self, mut d: Decision, status: ConsentStatus<'_>) -> Decision {
+    fn deny_consent(&self, mut d: Decision, status: Refusal<'_>) -> Decision {
         let (purpose, channel) = (self.purpose, self.channel);
         match status {
-            ConsentStatus::Valid(grant) => {
-                d.cite(EvidenceRole::Consent, grant.evidence);
-                d.deny(
-                    "consent.granted",
-                    "consent is in force but the rule still denies".into(),
-                )
-            }
-            ConsentStatus::Missing => d.deny(
+            Refusal::Missing => d.deny(
                 "consent.missing",
                 format!(
                     "no consent to {purpose} on {channel} is recorded (default: do not contact)"
                 ),
             ),
-            ConsentStatus::Withdrawn(grant, withdrawal) => {
+            Refusal::Withdrawn(grant, withdrawal) => {
                 d.cite(EvidenceRole::Consent, grant.evidence);
                 d.cite(EvidenceRole::Withdrawal, withdrawal);
                 d.deny(
@@ -489,7 +480,7 @@ impl Context<'_> {
                     ),
                 )
             }
-            ConsentStatus::OptedOutWithoutGrant(withdrawal) => {
+            Refusal::OptedOutWithoutGrant(withdrawal) => {
                 d.cite(EvidenceRole::Withdrawal, withdrawal);
                 d.deny(
                     "consent.withdrawn",
@@ -499,7 +490,7 @@ impl Context<'_> {
                     ),
                 )
             }
-            ConsentStatus::Expired(grant, ended) => {
+            Refusal::Expired(grant, ended) => {
                 d.cite(EvidenceRole::Consent, grant.evidence);
                 d.deny(
                     "consent.expired",
@@ -510,7 +501,7 @@ impl Context<'_> {
                     ),
                 )
             }
-            ConsentStatus::ImpliedNotAccepted(grant) => {
+            Refusal::ImpliedNotAccepted(grant) => {
                 d.cite(EvidenceRole::Consent, grant.evidence);
                 d.deny(
                     "consent.implied_not_accepted",
@@ -523,7 +514,7 @@ impl Context<'_> {
                     ),
                 )
             }
-            ConsentStatus::NotExplicit(grant) => {
+            Refusal::NotExplicit(grant) => {
                 d.cite(EvidenceRole::Consent, grant.evidence);
                 d.deny(
                     "consent.not_explicit",
@@ -542,7 +533,7 @@ impl Context<'_> {
     }
 
     /// The state of consent to this purpose on this channel at `at`.
-    fn consent(&self, country_policy: Option<&CountryPolicy>) -> ConsentStatus<'_> {
+    fn consent(&self, country_policy: Option<&CountryPolicy>) -> Result<&Grant, Refusal<'_>> {
         let Some(ConsentState {
             granted, withdrawn, ..
         }) = self
@@ -551,13 +542,13 @@ impl Context<'_> {
             .iter()
             .find(|c| c.purpose.as_str() == self.purpose && c.channel.as_str() == self.channel)
         else {
-            return ConsentStatus::Missing;
+            return Err(Refusal::Missing);
         };
         let grant = match (granted, withdrawn) {
-            (None, Some(withdrawal)) => return ConsentStatus::OptedOutWithoutGrant(*withdrawal),
-            (None, None) => return ConsentStatus::Missing,
+            (None, Some(withdrawal)) => return Err(Refusal::OptedOutWithoutGrant(*withdrawal)),
+            (None, None) => return Err(Refusal::Missing),
             (Some(grant), Some(withdrawal)) if !later(&grant.evidence, withdrawal) => {
-                return ConsentStatus::Withdrawn(grant, *withdrawal)
+                return Err(Refusal::Withdrawn(grant, *withdrawal))
             }
             (Some(grant), _) => grant,
         };
@@ -575,7 +566,7 @@ impl Context<'_> {
             ConsentMethod::ImpliedByRelationship | ConsentMethod::ImpliedByInquiry
         );
         if implied && implied_months.is_none() {
-            return ConsentStatus::ImpliedNotAccepted(grant);
+            return Err(Refusal::ImpliedNotAccepted(grant));
         }
         let implied_end = implied_months.and_then(|months| {
             grant
@@ -588,8 +579,8 @@ impl Context<'_> {
             (a, b) => a.or(b),
         };
         match end {
-            Some(end) if end <= self.at => ConsentStatus::Expired(grant, end),
-            _ => ConsentStatus::Valid(grant),
+            Some(end) if end <= self.at => Err(Refusal::Expired(grant, end)),
+            _ => Ok(grant),
         }
     }
 
