@@ -40,6 +40,44 @@ enum Command {
     /// Proofs, checkpoints, full verification and offline bundles, for auditors.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Decide whether a purpose may be carried out on a channel for one contact, and print
+    /// the explained decision as JSON.
+    ///
+    /// Decides for now, or for a past time with --at. The JSON holds the deciding rule,
+    /// the reasons and the entries relied on. Exits 0 whether the purpose is allowed or
+    /// denied (see `allowed` and `ruleId`); 1 if the server refuses the question (unknown
+    /// contact, purpose or channel).
+    ///
+    /// Example: consent-ledger check crm-1 --purpose email_marketing --channel email
+    Check {
+        /// The contact id.
+        contact_id: String,
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        server: Server,
+    },
+    /// Screen a campaign list: one decision per contact id as JSON Lines on stdout, then a
+    /// summary on stderr.
+    ///
+    /// Contact ids are read one per line (surrounding spaces trimmed; blank lines and lines
+    /// starting with '#' skipped) and streamed to the server in messages of 1000, so lists
+    /// of any length are never held in memory. Decisions come back in input order; the
+    /// summary counts allowed, denied and contacts per deciding rule.
+    ///
+    /// Example: consent-ledger screen --purpose email_marketing --channel email --input campaign.txt > decisions.jsonl
+    Screen {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// File of contact ids; `-` or nothing reads standard input.
+        #[arg(long, short)]
+        input: Option<PathBuf>,
+        #[command(flatten)]
+        server: Server,
+    },
+    /// Policy packs: check one offline, activate one, show or list those activated.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Print the verifier key of the checkpoint signing key kept on this machine, in
     /// signed-note form (`name+keyid+base64`). Give it to auditors.
     ///
@@ -146,6 +184,112 @@ enum AuditCommand {
     },
 }
 
+/// What an eligibility question is about: a purpose on a channel, now or at a time.
+#[derive(Debug, Args)]
+struct TargetArgs {
+    /// A purpose of the active policy, e.g. email_marketing.
+    #[arg(long)]
+    purpose: String,
+    /// A channel the policy decides the purpose on, e.g. email.
+    #[arg(long)]
+    channel: String,
+    /// Decide for this past time (RFC 3339) instead of now, from every fact that had
+    /// happened by then, under the policy then in force.
+    #[arg(long)]
+    at: Option<chrono::DateTime<chrono::Utc>>,
+    /// With --at: decide only from what the ledger had recorded by then ("what would we
+    /// have answered at that time?").
+    #[arg(long, requires = "at")]
+    recorded: bool,
+}
+
+impl TargetArgs {
+    fn target(self) -> cli::eligibility::Target {
+        cli::eligibility::Target {
+            purpose: self.purpose,
+            channel: self.channel,
+            at: self.at,
+            recorded: self.recorded,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Validate a policy pack offline, without a server.
+    ///
+    /// Prints its version, SHA-256, purposes, countries and the regime for countries it
+    /// does not list; or `FILE:line N: problem` on stderr, and exits 1.
+    ///
+    /// Example: consent-ledger policy check deploy/policy/per-country.toml
+    Check {
+        /// The policy pack (TOML).
+        file: PathBuf,
+    },
+    /// Make a policy pack the active one on the server, and print the activation as JSON.
+    ///
+    /// The activation is recorded in the ledger. A pack the server refuses (malformed or
+    /// contradictory: the error names the line) is not activated, and the running one
+    /// stays.
+    ///
+    /// Example: consent-ledger policy activate deploy/policy/conservative.toml
+    Activate {
+        /// The policy pack (TOML), sent exactly as it is.
+        file: PathBuf,
+        #[command(flatten)]
+        server: Server,
+    },
+    /// Print a policy pack's text exactly as activated.
+    ///
+    /// The active pack, the latest activation of --version, or the pack in force --at a
+    /// time. The text goes to stdout; its version, SHA-256 and activation to stderr.
+    ///
+    /// Example: consent-ledger policy show --at 2026-11-01T00:00:00Z > policy-then.toml
+    Show {
+        /// The latest activation of this version.
+        #[arg(long, conflicts_with = "at")]
+        version: Option<String>,
+        /// The pack in force at this time (RFC 3339).
+        #[arg(long)]
+        at: Option<chrono::DateTime<chrono::Utc>>,
+        #[command(flatten)]
+        server: Server,
+    },
+    /// List every policy pack activated, oldest first, as JSON (without their texts).
+    ///
+    /// Example: consent-ledger policy list
+    List {
+        #[command(flatten)]
+        server: Server,
+    },
+}
+
+/// The contacts an eligibility benchmark asks about.
+#[derive(Debug, Args)]
+struct PopulationArgs {
+    /// Contacts to seed (or, with --no-seed, seeded by an earlier run) and ask about.
+    #[arg(long, default_value_t = 10_000)]
+    contacts: usize,
+    /// Do not seed: use the contacts PREFIX-0 to PREFIX-(contacts-1) seeded by an earlier
+    /// run with --contact-prefix PREFIX.
+    #[arg(long, requires = "contact_prefix")]
+    no_seed: bool,
+    /// Contact ids are PREFIX-0, PREFIX-1, ...; default: a new prefix for each run
+    /// (printed after seeding).
+    #[arg(long)]
+    contact_prefix: Option<String>,
+}
+
+impl PopulationArgs {
+    fn population(self) -> cli::bench::Population {
+        cli::bench::Population {
+            contacts: self.contacts,
+            prefix: self.contact_prefix,
+            seed: !self.no_seed,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum TokenCommand {
     /// Print a new random token once, and the entry to add to the callers file (which
@@ -213,6 +357,77 @@ enum BenchCommand {
         json: bool,
         #[command(flatten)]
         server: Server,
+    },
+    /// Eligibility checks: `Check` of email_marketing on email for random seeded contacts.
+    ///
+    /// First seeds --contacts contacts with realistic histories (5-30 entries each, in the
+    /// 21 countries of the per-country pack and two it does not list), unless --no-seed.
+    /// Runs at fixed concurrency or, with --rate, at a fixed rate with latency measured
+    /// from each request's intended send time.
+    ///
+    /// Example: consent-ledger bench check --concurrency 32 --connections 2 --contacts 10000 --duration-secs 10
+    Check {
+        /// Requests in flight at once (at most, with --rate).
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// HTTP/2 connections shared by the requests.
+        #[arg(long, default_value_t = 2)]
+        connections: usize,
+        #[command(flatten)]
+        population: PopulationArgs,
+        /// Unmeasured warm-up, in seconds.
+        #[arg(long, visible_alias = "warmup", default_value_t = 2)]
+        warmup_secs: u64,
+        /// Measured period, in seconds.
+        #[arg(long, visible_alias = "duration", default_value_t = 10)]
+        duration_secs: u64,
+        /// Fixed-rate mode: send this many requests per second in all, at fixed intervals,
+        /// and measure latency from each one's intended send time (no coordinated
+        /// omission). Without it, each request in flight sends the next when it completes.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Print the result as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: Server,
+    },
+    /// Campaign screening: the ids of --contacts seeded contacts streamed once through
+    /// `Screen`.
+    ///
+    /// Seeds the contacts like `bench check` (unless --no-seed), then screens them all for
+    /// email_marketing on email in one call and reports contacts/s and the total time.
+    ///
+    /// Example: consent-ledger bench screen --contacts 100000 --batch 1000
+    Screen {
+        #[command(flatten)]
+        population: PopulationArgs,
+        /// Contact ids per request message.
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        /// Print the result as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: Server,
+    },
+    /// The eligibility decision itself, in process, without a server.
+    ///
+    /// Folds one contact's history of --entries entries into its state, then times
+    /// `policy::decide` under the built-in per-country pack for email marketing, email
+    /// tracking and profiling. Use a release build for real figures.
+    ///
+    /// Example: consent-ledger bench decide --entries 20 --iterations 1000000
+    Decide {
+        /// Entries in the contact's history (at least 8).
+        #[arg(long, default_value_t = 20)]
+        entries: usize,
+        /// Decisions timed per purpose.
+        #[arg(long, default_value_t = 1_000_000)]
+        iterations: u64,
+        /// Print the result as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -393,6 +608,39 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ledger(command) => ledger(command).await,
         Command::Bench(command) => bench(command).await,
         Command::Audit(command) => audit(command).await,
+        Command::Check {
+            contact_id,
+            target,
+            server,
+        } => {
+            let mut client = server.connection().eligibility_client().await?;
+            let decision = client
+                .check(target.target().check_request(&contact_id))
+                .await?
+                .into_inner();
+            println!("{}", to_json("consentledger.v1.Decision", &decision)?);
+            Ok(())
+        }
+        Command::Screen {
+            target,
+            input,
+            server,
+        } => {
+            let input: Box<dyn std::io::BufRead + Send> = match input {
+                Some(path) if path.as_os_str() != "-" => Box::new(std::io::BufReader::new(
+                    std::fs::File::open(&path)
+                        .with_context(|| format!("cannot open {}", path.display()))?,
+                )),
+                _ => Box::new(std::io::BufReader::new(std::io::stdin())),
+            };
+            let target = target.target();
+            let mut client = server.connection().eligibility_client().await?;
+            let mut out = std::io::BufWriter::new(std::io::stdout());
+            let summary = cli::eligibility::screen(&mut client, &target, input, &mut out).await?;
+            eprintln!("{}", cli::eligibility::summary_text(&target, &summary));
+            Ok(())
+        }
+        Command::Policy(command) => policy(command).await,
         Command::PublicKey { data_dir, key_file } => {
             println!(
                 "{}",
@@ -620,6 +868,127 @@ async fn bench(command: BenchCommand) -> anyhow::Result<()> {
             } else {
                 println!("{}", report.table());
             }
+        }
+        BenchCommand::Check {
+            concurrency,
+            connections,
+            population,
+            warmup_secs,
+            duration_secs,
+            rate,
+            json,
+            server,
+        } => {
+            let report = cli::bench::run_check(cli::bench::CheckBench {
+                connection: server.connection(),
+                concurrency,
+                connections,
+                population: population.population(),
+                warmup: Duration::from_secs(warmup_secs),
+                duration: Duration::from_secs(duration_secs),
+                rate,
+            })
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{}", report.table());
+            }
+        }
+        BenchCommand::Screen {
+            population,
+            batch,
+            json,
+            server,
+        } => {
+            let report = cli::bench::run_screen(cli::bench::ScreenBench {
+                connection: server.connection(),
+                population: population.population(),
+                batch,
+            })
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{}", report.table());
+            }
+        }
+        BenchCommand::Decide {
+            entries,
+            iterations,
+            json,
+        } => {
+            let report = cli::bench::run_decide(cli::bench::DecideBench {
+                entries,
+                iterations,
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{}", report.table());
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn policy(command: PolicyCommand) -> anyhow::Result<()> {
+    use cli::eligibility;
+    match command {
+        PolicyCommand::Check { file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            match consent_ledger::policy::PolicyPack::parse(&text) {
+                Ok(pack) => println!("{}", eligibility::describe_pack(&pack)),
+                Err(err) => {
+                    eprintln!("{}", eligibility::located(&file, &err));
+                    std::process::exit(1);
+                }
+            }
+        }
+        PolicyCommand::Activate { file, server } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let mut client = server.connection().eligibility_client().await?;
+            let mut policy = client
+                .activate_policy(pb::ActivatePolicyRequest { text })
+                .await?
+                .into_inner();
+            policy.text.clear();
+            println!("{}", to_json("consentledger.v1.Policy", &policy)?);
+        }
+        PolicyCommand::Show {
+            version,
+            at,
+            server,
+        } => {
+            let mut client = server.connection().eligibility_client().await?;
+            let policy = client
+                .get_policy(pb::GetPolicyRequest {
+                    version: version.unwrap_or_default(),
+                    at: at.map(consent_ledger::service::convert::to_timestamp),
+                })
+                .await?
+                .into_inner();
+            eprintln!("{}", eligibility::policy_info(&policy));
+            if policy.text.is_empty() {
+                bail!("the server has no text for this policy pack");
+            }
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            out.write_all(policy.text.as_bytes())?;
+            out.flush()?;
+        }
+        PolicyCommand::List { server } => {
+            let mut client = server.connection().eligibility_client().await?;
+            let response = client
+                .list_policies(pb::ListPoliciesRequest {})
+                .await?
+                .into_inner();
+            println!(
+                "{}",
+                to_json("consentledger.v1.ListPoliciesResponse", &response)?
+            );
         }
     }
     Ok(())

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod bench;
+pub mod eligibility;
 
 use anyhow::{bail, Context};
 use prost::Message;
@@ -16,6 +17,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 
 use crate::proto::v1 as pb;
 use crate::proto::v1::audit_service_client::AuditServiceClient;
+use crate::proto::v1::eligibility_service_client::EligibilityServiceClient;
 use crate::proto::v1::ledger_service_client::LedgerServiceClient;
 use crate::proto::FILE_DESCRIPTOR_SET;
 
@@ -23,6 +25,8 @@ use crate::proto::FILE_DESCRIPTOR_SET;
 pub type Client = LedgerServiceClient<InterceptedService<Channel, BearerToken>>;
 /// An audit client that sends the caller's bearer token with every request.
 pub type AuditClient = AuditServiceClient<InterceptedService<Channel, BearerToken>>;
+/// An eligibility client that sends the caller's bearer token with every request.
+pub type EligibilityClient = EligibilityServiceClient<InterceptedService<Channel, BearerToken>>;
 
 /// Adds `authorization: Bearer <token>` to every request, when a token is given.
 #[derive(Debug, Clone)]
@@ -119,6 +123,14 @@ impl Connection {
     /// An audit client over a new connection.
     pub async fn audit_client(&self) -> anyhow::Result<AuditClient> {
         Ok(AuditServiceClient::with_interceptor(
+            self.channel().await?,
+            BearerToken::new(self.token.as_deref())?,
+        ))
+    }
+
+    /// An eligibility client over a new connection.
+    pub async fn eligibility_client(&self) -> anyhow::Result<EligibilityClient> {
+        Ok(EligibilityServiceClient::with_interceptor(
             self.channel().await?,
             BearerToken::new(self.token.as_deref())?,
         ))
