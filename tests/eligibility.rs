@@ -554,13 +554,36 @@ async fn bad_requests_name_the_field() {
     }
     let mut request = ask("crm-1", "email_marketing", "email");
     request.time_basis = 7;
-    let status = check.check(request).await.unwrap_err();
+    let status = check.check(request.clone()).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(
         status.message().contains("time_basis"),
         "{}",
         status.message()
     );
+    // A basis without a time is a mistake, not something to ignore.
+    request.time_basis = pb::TimeBasis::Recorded as i32;
+    let status = check.check(request).await.unwrap_err();
+    assert!(
+        status.message().starts_with("time_basis"),
+        "{}",
+        status.message()
+    );
+    // A contact that never existed is NOT_FOUND for a past time too.
+    let mut request = ask("crm-404", "email_marketing", "email");
+    request.at = Some(ts(days_ago(1)));
+    let status = check.check(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    // No policy was in force before the ledger's first activation.
+    let status = check
+        .get_policy(pb::GetPolicyRequest {
+            version: String::new(),
+            at: Some(ts(days_ago(1))),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    assert!(status.message().starts_with("at:"), "{}", status.message());
     server.stop().await;
 }
 
@@ -660,7 +683,7 @@ async fn policy_changes_are_recorded_and_past_decisions_keep_their_policy() {
         purpose: "email_marketing".into(),
         channel: "email".into(),
         at: time.map(ts),
-        time_basis: pb::TimeBasis::Recorded as i32,
+        time_basis: time.map_or(0, |_| pb::TimeBasis::Recorded as i32),
     };
     let before = check.check(ask(None)).await.unwrap().into_inner();
     assert_eq!(
@@ -1114,7 +1137,7 @@ mod past_equals_fresh {
                 purpose: purpose.into(),
                 channel: channel.into(),
                 at: at.map(ts),
-                time_basis: pb::TimeBasis::Effective as i32,
+                time_basis: at.map_or(0, |_| pb::TimeBasis::Effective as i32),
             };
             let then = past.check(ask(Some(t))).await.unwrap().into_inner();
             match now.check(ask(None)).await {

@@ -193,6 +193,12 @@ impl Target {
                 format!("unknown time basis {basis}"),
             )
         })?;
+        if at.is_none() && basis != pb::TimeBasis::Unspecified {
+            return Err(ValidationError::new(
+                format!("{field}time_basis"),
+                "applies only to a decision for a past time: set `at` too",
+            ));
+        }
         let at = at.map(|at| {
             let cutoff = match basis {
                 pb::TimeBasis::Recorded => Cutoff::Recorded(at),
@@ -260,9 +266,9 @@ impl Frame<'_> {
         self.target.at.map_or(self.now, |(at, _)| at)
     }
 
-    /// The answer for one contact whose state at the target time is `state`.
-    fn answer(&self, contact: &str, state: Option<&ContactState>) -> pb::Decision {
-        let mut out = pb::Decision {
+    /// What every answer in this frame carries, whatever decided it.
+    fn frame_of(&self, contact: &str) -> pb::Decision {
+        pb::Decision {
             contact_id: contact.to_owned(),
             purpose: self.target.purpose.clone(),
             channel: self.target.channel.clone(),
@@ -272,16 +278,29 @@ impl Frame<'_> {
             decided_for: Some(to_timestamp(self.decided_for())),
             time_basis: self.target.basis,
             ..Default::default()
-        };
+        }
+    }
+
+    /// A denial that no rule made: the id is malformed (`contact.invalid_id`) or names no
+    /// contact at the time (`contact.unknown`).
+    fn refusal(&self, contact: &str, rule_id: &str, reason: String) -> pb::Decision {
+        let mut out = self.frame_of(contact);
+        out.rule_id = rule_id.to_owned();
+        out.reasons.push(reason);
+        out.warnings.extend(self.note.map(str::to_owned));
+        out
+    }
+
+    /// The answer for one contact whose state at the target time is `state`.
+    fn answer(&self, contact: &str, state: Option<&ContactState>) -> pb::Decision {
         let Some(state) = state else {
-            out.rule_id = "contact.unknown".into();
-            out.reasons.push(match self.target.at {
+            let reason = match self.target.at {
                 None => "no contact with this id is registered".into(),
                 Some((at, _)) => {
                     format!("the contact was not registered as of {}", at.to_rfc3339())
                 }
-            });
-            return out;
+            };
+            return self.refusal(contact, "contact.unknown", reason);
         };
         let decision = decide(
             &self.activation.pack,
@@ -290,6 +309,7 @@ impl Frame<'_> {
             &self.target.channel,
             self.decided_for(),
         );
+        let mut out = self.frame_of(contact);
         fill_decision(&mut out, decision);
         out.warnings.extend(self.note.map(str::to_owned));
         out
@@ -413,6 +433,12 @@ impl EligibilityService for EligibilityApi {
         let decision = blocking(move || {
             let now = Utc::now();
             let (states, tree_size) = states_for(&store, std::slice::from_ref(&contact), &target)?;
+            // Unknown now and then: the contact does not exist. Unknown only then: an answer.
+            if states[0].is_none() && store.chain_head(&contact)?.is_none() {
+                return Err(Status::not_found(format!(
+                    "contact_id: no contact {contact} is registered"
+                )));
+            }
             let frame = Frame {
                 target: &target,
                 activation: &activation,
@@ -423,12 +449,6 @@ impl EligibilityService for EligibilityApi {
             Ok(frame.answer(contact.as_str(), states[0].as_ref()))
         })
         .await?;
-        if decision.rule_id == "contact.unknown" && request.at.is_none() {
-            return Err(Status::not_found(format!(
-                "contact_id: no contact {} is registered",
-                decision.contact_id
-            )));
-        }
         Ok(Response::new(decision))
     }
 
@@ -459,6 +479,7 @@ impl EligibilityService for EligibilityApi {
         tokio::spawn(async move {
             let mut summary = pb::ScreenSummary {
                 policy_version: activation.pack.version.clone(),
+                policy_sha256: activation.pack.sha256.to_vec(),
                 ..Default::default()
             };
             let mut by_rule: BTreeMap<String, u64> = BTreeMap::new();
@@ -522,6 +543,15 @@ impl EligibilityService for EligibilityApi {
                 }
             }
             summary.by_rule = by_rule.into_iter().collect();
+            if summary.contacts == 0 {
+                match store.tree_head() {
+                    Ok(head) => summary.tree_size = head.size,
+                    Err(err) => {
+                        let _ = sender.send(Err(err.into())).await;
+                        return;
+                    }
+                }
+            }
             let _ = sender
                 .send(Ok(pb::ScreenResponse {
                     kind: Some(pb::screen_response::Kind::Summary(summary)),
@@ -539,22 +569,37 @@ impl EligibilityService for EligibilityApi {
         let request = request.into_inner();
         let book = self.policies.book();
         let activation = match (request.version.as_str(), request.at) {
-            ("", None) => book.current(),
+            ("", None) => book
+                .current()
+                .ok_or_else(|| Status::unavailable("no policy pack is active yet"))?,
             (version, None) => book
                 .activations()
                 .iter()
                 .rev()
-                .find(|a| a.pack.version == version),
-            ("", Some(at)) => book.in_force_at(timestamp("at", at)?).map(|(a, _)| a),
+                .find(|a| a.pack.version == version)
+                .ok_or_else(|| {
+                    Status::not_found(format!(
+                        "version: no policy pack with version {version:?} was activated"
+                    ))
+                })?,
+            ("", Some(at)) => {
+                let at = timestamp("at", at)?;
+                match book.in_force_at(at) {
+                    Some((activation, true)) => activation,
+                    Some((first, false)) => return Err(Status::not_found(format!(
+                        "at: no policy pack was active yet at {}; the first was activated at {}",
+                        at.to_rfc3339(),
+                        first.recorded_at.to_rfc3339()
+                    ))),
+                    None => return Err(Status::unavailable("no policy pack is active yet")),
+                }
+            }
             (_, Some(_)) => {
                 return Err(
                     ValidationError::new("at", "give either version or at, not both").into(),
                 )
             }
         }
-        .ok_or_else(|| {
-            Status::not_found("version: no policy pack with this version was activated")
-        })?
         .clone();
         let store = self.store.clone();
         let sha256 = activation.pack.sha256;
@@ -634,17 +679,7 @@ fn screen_chunk(
         .zip(parsed)
         .map(|(id, parsed)| match parsed {
             Ok(_) => frame.answer(id, states.next().flatten().as_ref()),
-            Err(err) => pb::Decision {
-                contact_id: id.clone(),
-                purpose: target.purpose.clone(),
-                channel: target.channel.clone(),
-                rule_id: "contact.invalid_id".into(),
-                reasons: vec![err.rule],
-                policy_version: activation.pack.version.clone(),
-                policy_sha256: activation.pack.sha256.to_vec(),
-                tree_size,
-                ..Default::default()
-            },
+            Err(err) => frame.refusal(id, "contact.invalid_id", err.rule),
         })
         .collect())
 }
