@@ -198,7 +198,7 @@ pub fn entry_hash(bytes: &[u8]) -> Hash {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::model::{Audience, Country, Lifecycle, Relationship};
 

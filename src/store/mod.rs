@@ -108,7 +108,7 @@ fn decode_state<T: serde::de::DeserializeOwned>(
     contact: &ContactId,
     bytes: &[u8],
 ) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes)
+    crate::ledger::projection::decode_state(bytes)
         .map_err(|e| StoreError::Corrupt(format!("state of {contact}: {e}")))
 }
 
@@ -183,6 +183,45 @@ impl Store {
             .map(|bytes| decode_state(contact, &bytes))
             .transpose()?;
         Ok((state, self.tree_size_in(&snapshot)?))
+    }
+
+    /// Like [`Store::contact_state_with_size`], but only from memory (memtables and the
+    /// block cache): `Ok(None)` when answering would need a disk read. An async caller
+    /// answers inline when this succeeds and sends only the rest to a blocking thread.
+    pub fn contact_state_from_memory(
+        &self,
+        contact: &ContactId,
+    ) -> Result<Option<(Option<ContactState>, u64)>, StoreError> {
+        let memory_only = || {
+            let mut options = rocksdb::ReadOptions::default();
+            options.set_read_tier(rocksdb::ReadTier::BlockCache);
+            options
+        };
+        let snapshot = self.db.snapshot();
+        let read = |cf: &str, key: &[u8]| match snapshot.get_pinned_cf_opt(
+            self.cf(cf),
+            key,
+            memory_only(),
+        ) {
+            Ok(value) => Ok(Some(value.map(|v| v.to_vec()))),
+            Err(e) if e.kind() == rocksdb::ErrorKind::Incomplete => Ok(None),
+            Err(e) => Err(StoreError::from(e)),
+        };
+        let Some(state) = read(keys::STATE, contact.as_str().as_bytes())? else {
+            return Ok(None);
+        };
+        let Some(size) = read(keys::META, keys::META_TREE_SIZE)? else {
+            return Ok(None);
+        };
+        let size = match size {
+            Some(bytes) => keys::decode_u64(&bytes)
+                .ok_or_else(|| StoreError::Corrupt("meta tree_size is not a u64".into()))?,
+            None => 0,
+        };
+        let state = state
+            .map(|bytes| decode_state(contact, &bytes))
+            .transpose()?;
+        Ok(Some((state, size)))
     }
 
     /// The current states of many contacts (`None` for an unknown one), in order, and the

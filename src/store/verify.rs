@@ -13,7 +13,7 @@ use super::{keys, Store, StoreError};
 use crate::audit::checkpoint::{parse_unverified, TreeCheckpoint, VerifierKey};
 use crate::audit::merkle::{empty_root, Frontier, Node};
 use crate::ledger::entry::{entry_hash, personal_data_matches, EntryHeader};
-use crate::ledger::projection::ChainHead;
+use crate::ledger::projection::{decode_state, ChainHead};
 use crate::ledger::{Hash, ZERO_HASH};
 
 /// At most this many findings are listed; the count of the rest is kept.
@@ -623,7 +623,7 @@ impl Store {
         for item in snapshot.iterator_cf(self.cf(keys::STATE), IteratorMode::Start) {
             let (key, value) = item?;
             let contact = String::from_utf8_lossy(&key);
-            let state: ChainHead = match serde_json::from_slice(&value) {
+            let state: ChainHead = match decode_state(&value) {
                 Ok(state) => state,
                 Err(_) => {
                     findings.add(

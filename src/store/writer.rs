@@ -450,12 +450,12 @@ impl<'s> Group<'s> {
         }
         let db = self.store;
         for (contact, state) in &self.states {
-            let bytes = serde_json::to_vec(state).expect("contact states always serialize");
+            let bytes = projection::encode_state(state);
             self.batch
                 .put_cf(db.cf(keys::STATE), contact.as_str(), bytes);
         }
         for (chain, chain_head) in &self.internal_heads {
-            let bytes = serde_json::to_vec(chain_head).expect("chain heads always serialize");
+            let bytes = projection::encode_state(chain_head);
             self.batch.put_cf(db.cf(keys::STATE), chain.as_str(), bytes);
         }
         for key in &self.new_keys {
