@@ -72,6 +72,10 @@ enum Command {
         /// File of contact ids; `-` or nothing reads standard input.
         #[arg(long, short)]
         input: Option<PathBuf>,
+        /// Decisions with the contact, outcome, rule and regime only (no reasons or
+        /// evidence): for lists of millions; `check` one contact for its explanation.
+        #[arg(long)]
+        brief: bool,
         #[command(flatten)]
         server: Server,
     },
@@ -210,6 +214,7 @@ impl TargetArgs {
             channel: self.channel,
             at: self.at,
             recorded: self.recorded,
+            brief: false,
         }
     }
 }
@@ -405,6 +410,9 @@ enum BenchCommand {
         /// Contact ids per request message.
         #[arg(long, default_value_t = 1000)]
         batch: usize,
+        /// Ask for brief decisions (contact, outcome, rule, regime).
+        #[arg(long)]
+        brief: bool,
         /// Print the result as JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -624,6 +632,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Screen {
             target,
             input,
+            brief,
             server,
         } => {
             let input: Box<dyn std::io::BufRead + Send> = match input {
@@ -633,7 +642,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 )),
                 _ => Box::new(std::io::BufReader::new(std::io::stdin())),
             };
-            let target = target.target();
+            let target = cli::eligibility::Target {
+                brief,
+                ..target.target()
+            };
             let mut client = server.connection().eligibility_client().await?;
             let mut out = std::io::BufWriter::new(std::io::stdout());
             let summary = cli::eligibility::screen(&mut client, &target, input, &mut out).await?;
@@ -898,6 +910,7 @@ async fn bench(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Screen {
             population,
             batch,
+            brief,
             json,
             server,
         } => {
@@ -905,6 +918,7 @@ async fn bench(command: BenchCommand) -> anyhow::Result<()> {
                 connection: server.connection(),
                 population: population.population(),
                 batch,
+                brief,
             })
             .await?;
             if json {

@@ -898,6 +898,55 @@ async fn a_campaign_list_is_screened_in_order_with_a_summary() {
     assert_eq!(summary.by_rule["contact.unknown"], 4_000);
     assert_eq!(summary.policy_version, "per-country-2026.11");
 
+    // Brief decisions: outcome and rule only.
+    let mut stream = eligibility(&server)
+        .await
+        .screen(tokio_stream::iter(vec![pb::ScreenRequest {
+            target: Some(pb::ScreenTarget {
+                purpose: "email_marketing".into(),
+                channel: "email".into(),
+                brief: true,
+                ..Default::default()
+            }),
+            contact_ids: vec!["list-us".into(), "nobody".into()],
+        }]))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(pb::screen_response::Kind::Decisions(brief)) =
+        stream.message().await.unwrap().unwrap().kind
+    else {
+        panic!("decisions come first");
+    };
+    let brief: Vec<_> = brief
+        .decisions
+        .iter()
+        .map(|d| {
+            (
+                d.contact_id.as_str(),
+                d.allowed,
+                d.rule_id.as_str(),
+                d.regime,
+                d.reasons.len(),
+                d.evidence.len(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        brief,
+        vec![
+            (
+                "list-us",
+                true,
+                "opt_out.allowed",
+                pb::Regime::OptOut as i32,
+                0,
+                0
+            ),
+            ("nobody", false, "contact.unknown", 0, 0, 0),
+        ]
+    );
+
     // A target the policy does not decide ends the call at once, naming the field.
     let status = eligibility(&server)
         .await

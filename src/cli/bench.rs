@@ -1132,6 +1132,8 @@ pub struct ScreenBench {
     pub population: Population,
     /// Contact ids per request message.
     pub batch: usize,
+    /// Ask for brief decisions.
+    pub brief: bool,
 }
 
 /// Results of a screening run.
@@ -1149,6 +1151,8 @@ pub struct ScreenBenchReport {
     pub contacts: u64,
     /// Contact ids per request message.
     pub batch: usize,
+    /// Whether decisions were brief.
+    pub brief: bool,
     /// From the call to the summary, in seconds.
     pub seconds: f64,
     /// Contacts decided per second.
@@ -1170,10 +1174,11 @@ impl ScreenBenchReport {
         rules.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
         let rules: Vec<String> = rules.iter().map(|(r, n)| format!("{r} {n}")).collect();
         format!(
-            "workload     screen ({} on {}, policy {})\ncontacts     {} in messages of {} ids\nmeasured     {:.2} s: {:.0} contacts/s; first decisions after {:.1} ms\ndecisions    {} allowed, {} denied\nrules        {}",
+            "workload     screen ({} on {}, policy {}{})\ncontacts     {} in messages of {} ids\nmeasured     {:.2} s: {:.0} contacts/s; first decisions after {:.1} ms\ndecisions    {} allowed, {} denied\nrules        {}",
             self.purpose,
             self.channel,
             self.policy_version,
+            if self.brief { ", brief decisions" } else { "" },
             self.contacts,
             self.batch,
             self.seconds,
@@ -1195,7 +1200,7 @@ pub async fn run_screen(bench: ScreenBench) -> anyhow::Result<ScreenBenchReport>
         eprintln!("{}", seeded.line());
     }
     let contacts = bench.population.contacts;
-    let batch = bench.batch;
+    let (batch, brief) = (bench.batch, bench.brief);
     let mut client = bench.connection.eligibility_client().await?;
     let (sender, receiver) = tokio::sync::mpsc::channel(4);
     let producer = tokio::spawn(async move {
@@ -1203,6 +1208,7 @@ pub async fn run_screen(bench: ScreenBench) -> anyhow::Result<ScreenBenchReport>
             target: Some(pb::ScreenTarget {
                 purpose: CHECK_PURPOSE.into(),
                 channel: CHECK_CHANNEL.into(),
+                brief,
                 ..Default::default()
             }),
             contact_ids: Vec::new(),
@@ -1261,6 +1267,7 @@ pub async fn run_screen(bench: ScreenBench) -> anyhow::Result<ScreenBenchReport>
         policy_version: summary.policy_version,
         contacts: decided,
         batch,
+        brief,
         seconds,
         contacts_per_sec: decided as f64 / seconds,
         first_decisions_ms: first_decisions.unwrap_or_default().as_secs_f64() * 1e3,

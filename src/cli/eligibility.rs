@@ -34,6 +34,8 @@ pub struct Target {
     /// With `at`: decide from what the ledger had recorded by then
     /// (`TIME_BASIS_RECORDED`) instead of every fact that had happened by then.
     pub recorded: bool,
+    /// `Screen` only: decisions without reasons and evidence.
+    pub brief: bool,
 }
 
 impl Target {
@@ -63,6 +65,7 @@ impl Target {
             channel: self.channel.clone(),
             at: self.at.map(to_timestamp),
             time_basis: self.time_basis() as i32,
+            brief: self.brief,
         }
     }
 }
@@ -384,6 +387,7 @@ mod tests {
             channel: "email".into(),
             at: None,
             recorded: false,
+            brief: false,
         };
         assert_eq!(target.check_request("c").time_basis, 0);
         target.at = Some(DateTime::from_timestamp(1_700_000_000, 0).unwrap());

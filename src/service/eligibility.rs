@@ -22,7 +22,9 @@ use crate::proto::v1::eligibility_service_server::EligibilityService;
 use crate::store::{AppendError, Store, StoreError, WriterHandle};
 
 /// Contacts decided per storage read in `Screen`.
-const SCREEN_CHUNK: usize = 512;
+const SCREEN_CHUNK: usize = 1024;
+/// Chunks of one `Screen` call decided at once.
+const SCREEN_PARALLEL: usize = 2;
 /// Decision batches `Screen` may have ready before the client reads them.
 const SCREEN_BUFFER: usize = 16;
 /// Largest policy text accepted, in bytes.
@@ -174,6 +176,8 @@ struct Target {
     channel: String,
     at: Option<(DateTime<Utc>, Cutoff)>,
     basis: i32,
+    /// Answers carry only the contact, the outcome, the rule and the regime.
+    brief: bool,
 }
 
 impl Target {
@@ -215,6 +219,7 @@ impl Target {
                 (true, pb::TimeBasis::Recorded) => pb::TimeBasis::Recorded as i32,
                 (true, _) => pb::TimeBasis::Effective as i32,
             },
+            brief: false,
         })
     }
 
@@ -299,6 +304,13 @@ impl<'a> Frame<'a> {
     /// A denial that no rule made: the id is malformed (`contact.invalid_id`) or names no
     /// contact at the time (`contact.unknown`).
     fn refusal(&self, contact: &str, rule_id: &str, reason: String) -> pb::Decision {
+        if self.target.brief {
+            return pb::Decision {
+                contact_id: contact.to_owned(),
+                rule_id: rule_id.to_owned(),
+                ..Default::default()
+            };
+        }
         let mut out = self.frame_of(contact);
         out.rule_id = rule_id.to_owned();
         out.reasons.push(reason);
@@ -324,6 +336,15 @@ impl<'a> Frame<'a> {
             &self.target.channel,
             self.decided_for(),
         );
+        if self.target.brief {
+            return pb::Decision {
+                contact_id: contact.to_owned(),
+                allowed: decision.allowed,
+                rule_id: decision.rule_id.to_owned(),
+                regime: regime_to_proto(decision.regime),
+                ..Default::default()
+            };
+        }
         let mut out = self.frame_of(contact);
         fill_decision(&mut out, decision);
         out.warnings.extend(self.note.map(str::to_owned));
@@ -331,16 +352,21 @@ impl<'a> Frame<'a> {
     }
 }
 
-fn fill_decision(out: &mut pb::Decision, decision: Decision) {
-    out.allowed = decision.allowed;
-    out.rule_id = decision.rule_id.to_owned();
-    out.regime = match decision.regime {
+fn regime_to_proto(regime: Option<Regime>) -> i32 {
+    let regime = match regime {
         None => pb::Regime::Unspecified,
         Some(Regime::OptOut) => pb::Regime::OptOut,
         Some(Regime::OptIn) => pb::Regime::OptIn,
         Some(Regime::DoubleOptIn) => pb::Regime::DoubleOptIn,
         Some(Regime::Excluded) => pb::Regime::Excluded,
-    } as i32;
+    };
+    regime as i32
+}
+
+fn fill_decision(out: &mut pb::Decision, decision: Decision) {
+    out.allowed = decision.allowed;
+    out.rule_id = decision.rule_id.to_owned();
+    out.regime = regime_to_proto(decision.regime);
     out.country = decision.country.to_string();
     out.audience = match decision.audience {
         crate::model::Audience::B2b => "b2b",
@@ -486,80 +512,69 @@ impl EligibilityService for EligibilityApi {
         let wanted = first
             .target
             .ok_or_else(|| ValidationError::new("target", "is required in the first message"))?;
-        let target = Target::from_proto(
+        let mut target = Target::from_proto(
             wanted.purpose,
             wanted.channel,
             wanted.at,
             wanted.time_basis,
             "target.",
         )?;
+        target.brief = wanted.brief;
         let (activation, note) = target.activation(&self.policies.book(), "target.")?;
         let (sender, receiver) = tokio::sync::mpsc::channel(SCREEN_BUFFER);
         let store = self.store.clone();
+        let mut summary = pb::ScreenSummary {
+            policy_version: activation.pack.version.clone(),
+            policy_sha256: activation.pack.sha256.to_vec(),
+            ..Default::default()
+        };
+        let decide_chunk = {
+            let store = store.clone();
+            move |ids: Vec<String>| {
+                let (store, target, activation, note) = (
+                    store.clone(),
+                    target.clone(),
+                    activation.clone(),
+                    note.clone(),
+                );
+                blocking(move || screen_chunk(&store, &target, &activation, note.as_deref(), ids))
+            }
+        };
+        // Chunks are decided on blocking threads, several at once, and sent in order.
+        let mut decided = id_chunks(first.contact_ids, incoming)
+            .map(move |chunk| {
+                let decide_chunk = decide_chunk.clone();
+                async move { decide_chunk(chunk?).await }
+            })
+            .buffered(SCREEN_PARALLEL)
+            .boxed();
         tokio::spawn(async move {
-            let mut summary = pb::ScreenSummary {
-                policy_version: activation.pack.version.clone(),
-                policy_sha256: activation.pack.sha256.to_vec(),
-                ..Default::default()
-            };
             let mut by_rule: BTreeMap<String, u64> = BTreeMap::new();
-            let mut pending = first.contact_ids;
-            loop {
-                let done = loop {
-                    if pending.len() >= SCREEN_CHUNK {
-                        break false;
-                    }
-                    match incoming.message().await {
-                        Ok(Some(more)) => pending.extend(more.contact_ids),
-                        Ok(None) => break true,
-                        Err(status) => {
-                            let _ = sender.send(Err(status)).await;
-                            return;
-                        }
+            while let Some(result) = decided.next().await {
+                let decisions = match result {
+                    Ok(decisions) => decisions,
+                    Err(status) => {
+                        let _ = sender.send(Err(status)).await;
+                        return;
                     }
                 };
-                while !pending.is_empty() && (done || pending.len() >= SCREEN_CHUNK) {
-                    let rest = pending.split_off(pending.len().min(SCREEN_CHUNK));
-                    let ids = std::mem::replace(&mut pending, rest);
-                    let work = {
-                        let (store, target, activation, note) = (
-                            store.clone(),
-                            target.clone(),
-                            activation.clone(),
-                            note.clone(),
-                        );
-                        blocking(move || {
-                            screen_chunk(&store, &target, &activation, note.as_deref(), ids)
-                        })
-                    };
-                    let decisions = match work.await {
-                        Ok(decisions) => decisions,
-                        Err(status) => {
-                            let _ = sender.send(Err(status)).await;
-                            return;
-                        }
-                    };
-                    for d in &decisions {
-                        summary.contacts += 1;
-                        if d.allowed {
-                            summary.allowed += 1;
-                        } else {
-                            summary.denied += 1;
-                        }
-                        *by_rule.entry(d.rule_id.clone()).or_default() += 1;
-                        summary.tree_size = summary.tree_size.max(d.tree_size);
+                for d in &decisions {
+                    summary.contacts += 1;
+                    if d.allowed {
+                        summary.allowed += 1;
+                    } else {
+                        summary.denied += 1;
                     }
-                    let batch = pb::ScreenResponse {
-                        kind: Some(pb::screen_response::Kind::Decisions(pb::Decisions {
-                            decisions,
-                        })),
-                    };
-                    if sender.send(Ok(batch)).await.is_err() {
-                        return; // The caller went away.
-                    }
+                    *by_rule.entry(d.rule_id.clone()).or_default() += 1;
+                    summary.tree_size = summary.tree_size.max(d.tree_size);
                 }
-                if done {
-                    break;
+                let batch = pb::ScreenResponse {
+                    kind: Some(pb::screen_response::Kind::Decisions(pb::Decisions {
+                        decisions,
+                    })),
+                };
+                if sender.send(Ok(batch)).await.is_err() {
+                    return; // The caller went away.
                 }
             }
             summary.by_rule = by_rule.into_iter().collect();
@@ -669,6 +684,34 @@ impl EligibilityService for EligibilityApi {
             Some(text),
         )))
     }
+}
+
+/// The contact ids of a `Screen` call in chunks of [`SCREEN_CHUNK`] (the last may be
+/// shorter), read from the client only as fast as they are taken.
+fn id_chunks(
+    first: Vec<String>,
+    incoming: Streaming<pb::ScreenRequest>,
+) -> impl Stream<Item = Result<Vec<String>, Status>> + Send {
+    futures::stream::unfold(
+        (first, Some(incoming)),
+        |(mut pending, mut incoming)| async move {
+            while pending.len() < SCREEN_CHUNK {
+                let Some(stream) = incoming.as_mut() else {
+                    break;
+                };
+                match stream.message().await {
+                    Ok(Some(more)) => pending.extend(more.contact_ids),
+                    Ok(None) => incoming = None,
+                    Err(status) => return Some((Err(status), (Vec::new(), None))),
+                }
+            }
+            if pending.is_empty() {
+                return None;
+            }
+            let rest = pending.split_off(pending.len().min(SCREEN_CHUNK));
+            Some((Ok(pending), (rest, incoming)))
+        },
+    )
 }
 
 fn screen_chunk(
