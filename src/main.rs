@@ -626,7 +626,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .check(target.target().check_request(&contact_id))
                 .await?
                 .into_inner();
-            println!("{}", to_json("consentledger.v1.Decision", &decision)?);
+            let mut out = std::io::stdout().lock();
+            cli::write_json_with_defaults(&mut out, "consentledger.v1.Decision", &decision, true)?;
+            std::io::Write::write_all(&mut out, b"\n")?;
             Ok(())
         }
         Command::Screen {

@@ -123,7 +123,31 @@ impl<R: BufRead> Iterator for ContactIds<R> {
     }
 }
 
-/// Writes messages of one type as JSON Lines: one compact protobuf-JSON object per line.
+/// One brief decision as a JSON line: exactly these four fields, in this order.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BriefDecision<'a> {
+    contact_id: &'a str,
+    allowed: bool,
+    rule_id: &'a str,
+    regime: &'static str,
+}
+
+impl<'a> From<&'a pb::Decision> for BriefDecision<'a> {
+    fn from(decision: &'a pb::Decision) -> Self {
+        Self {
+            contact_id: &decision.contact_id,
+            allowed: decision.allowed,
+            rule_id: &decision.rule_id,
+            regime: pb::Regime::try_from(decision.regime)
+                .unwrap_or(pb::Regime::Unspecified)
+                .as_str_name(),
+        }
+    }
+}
+
+/// Writes messages of one type as JSON Lines: one compact protobuf-JSON object per line,
+/// every field included (`"allowed": false` is written, not left out).
 #[derive(Debug, Clone)]
 pub struct JsonLines {
     descriptor: MessageDescriptor,
@@ -142,7 +166,8 @@ impl JsonLines {
     pub fn write<T: Message>(&self, out: &mut impl Write, message: &T) -> anyhow::Result<()> {
         let dynamic =
             DynamicMessage::decode(self.descriptor.clone(), message.encode_to_vec().as_slice())?;
-        serde_json::to_writer(&mut *out, &dynamic)?;
+        let options = prost_reflect::SerializeOptions::new().skip_default_fields(false);
+        dynamic.serialize_with_options(&mut serde_json::Serializer::new(&mut *out), &options)?;
         out.write_all(b"\n")?;
         Ok(())
     }
@@ -178,14 +203,20 @@ pub async fn screen(
         .await?
         .into_inner();
     let json = JsonLines::new("consentledger.v1.Decision")?;
+    let brief = target.brief;
     let mut summary = None;
     let mut decided = 0u64;
     while let Some(response) = responses.message().await? {
         match response.kind {
             Some(pb::screen_response::Kind::Decisions(batch)) => {
                 for decision in &batch.decisions {
-                    json.write(out, decision)
-                        .context("cannot write the decisions")?;
+                    if brief {
+                        serde_json::to_writer(&mut *out, &BriefDecision::from(decision))?;
+                        out.write_all(b"\n").map_err(anyhow::Error::from)
+                    } else {
+                        json.write(out, decision)
+                    }
+                    .context("cannot write the decisions")?;
                 }
                 decided += batch.decisions.len() as u64;
                 out.flush().context("cannot write the decisions")?;

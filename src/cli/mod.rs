@@ -161,6 +161,26 @@ pub fn to_json<T: Message>(name: &str, message: &T) -> anyhow::Result<String> {
     Ok(serde_json::to_string_pretty(&dynamic)?)
 }
 
+/// Writes a message as JSON with every field, defaults included, so that an answer such
+/// as `"allowed": false` is printed rather than left out as the protobuf mapping does.
+pub fn write_json_with_defaults<T: Message>(
+    out: &mut impl std::io::Write,
+    name: &str,
+    message: &T,
+    pretty: bool,
+) -> anyhow::Result<()> {
+    let dynamic = DynamicMessage::decode(descriptor(name)?, message.encode_to_vec().as_slice())?;
+    let options = prost_reflect::SerializeOptions::new().skip_default_fields(false);
+    if pretty {
+        let mut serializer = serde_json::Serializer::pretty(out);
+        dynamic.serialize_with_options(&mut serializer, &options)?;
+    } else {
+        let mut serializer = serde_json::Serializer::new(out);
+        dynamic.serialize_with_options(&mut serializer, &options)?;
+    }
+    Ok(())
+}
+
 /// Reads events for `append`: one JSON object per line, or a single JSON object.
 pub fn parse_events(text: &str) -> anyhow::Result<Vec<pb::Event>> {
     let trimmed = text.trim();

@@ -551,13 +551,14 @@ impl EligibilityService for EligibilityApi {
         tokio::spawn(async move {
             let mut by_rule: BTreeMap<String, u64> = BTreeMap::new();
             while let Some(result) = decided.next().await {
-                let decisions = match result {
-                    Ok(decisions) => decisions,
+                let (decisions, tree_size) = match result {
+                    Ok(decided) => decided,
                     Err(status) => {
                         let _ = sender.send(Err(status)).await;
                         return;
                     }
                 };
+                summary.tree_size = summary.tree_size.max(tree_size);
                 for d in &decisions {
                     summary.contacts += 1;
                     if d.allowed {
@@ -566,7 +567,6 @@ impl EligibilityService for EligibilityApi {
                         summary.denied += 1;
                     }
                     *by_rule.entry(d.rule_id.clone()).or_default() += 1;
-                    summary.tree_size = summary.tree_size.max(d.tree_size);
                 }
                 let batch = pb::ScreenResponse {
                     kind: Some(pb::screen_response::Kind::Decisions(pb::Decisions {
@@ -720,7 +720,7 @@ fn screen_chunk(
     activation: &Activation,
     note: Option<&str>,
     ids: Vec<String>,
-) -> Result<Vec<pb::Decision>, Status> {
+) -> Result<(Vec<pb::Decision>, u64), Status> {
     // Malformed ids are decisions too, so one bad row never ends a campaign's screening.
     let parsed: Vec<Result<ContactId, ValidationError>> = ids
         .iter()
@@ -733,12 +733,13 @@ fn screen_chunk(
     let (states, tree_size) = states_for(store, &valid, target)?;
     let frame = Frame::new(target, activation, note, tree_size);
     let mut states = states.into_iter();
-    Ok(ids
+    let decisions = ids
         .iter()
         .zip(parsed)
         .map(|(id, parsed)| match parsed {
             Ok(_) => frame.answer(id, states.next().flatten().as_ref()),
             Err(err) => frame.refusal(id, "contact.invalid_id", err.rule),
         })
-        .collect())
+        .collect();
+    Ok((decisions, tree_size))
 }
