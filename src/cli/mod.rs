@@ -187,8 +187,10 @@ pub fn parse_events(text: &str) -> anyhow::Result<Vec<pb::Event>> {
     if trimmed.is_empty() {
         bail!("no event given");
     }
-    if !trimmed.contains('\n') {
-        return Ok(vec![from_json("consentledger.v1.Event", trimmed)?]);
+    // One object, possibly spread over several lines; otherwise one object per line.
+    let whole = from_json("consentledger.v1.Event", trimmed);
+    if whole.is_ok() || !trimmed.contains('\n') {
+        return Ok(vec![whole?]);
     }
     trimmed
         .lines()
@@ -225,5 +227,9 @@ mod tests {
                 == 2
         );
         assert!(from_json::<pb::Event>("consentledger.v1.Event", r#"{"nope":1}"#).is_err());
+        // One object written over several lines, as a shell quote allows.
+        let spread = parse_events("{\"contactId\": \"a\",\n  \"contactRegistered\": {}}").unwrap();
+        assert_eq!(spread.len(), 1);
+        assert_eq!(spread[0].contact_id, "a");
     }
 }
