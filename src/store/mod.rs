@@ -112,6 +112,9 @@ fn decode_state<T: serde::de::DeserializeOwned>(
         .map_err(|e| StoreError::Corrupt(format!("state of {contact}: {e}")))
 }
 
+/// Size of the block cache shared by every column family.
+const BLOCK_CACHE_BYTES: usize = 256 << 20;
+
 /// The ledger's RocksDB database. Cheap to clone; safe to share between threads.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -127,9 +130,22 @@ impl Store {
         options.set_paranoid_checks(true);
         options.set_compression_type(rocksdb::DBCompressionType::Lz4);
         options.increase_parallelism(2);
-        let families = keys::ALL
-            .iter()
-            .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+        // One block cache for every family, large enough that the contact states and
+        // recent entries a busy server reads stay in memory (`Check` answers inline only
+        // from memory), and bloom filters where lookups are by key.
+        let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+        let families = keys::ALL.iter().map(|name| {
+            let mut table = rocksdb::BlockBasedOptions::default();
+            table.set_block_cache(&cache);
+            if matches!(*name, keys::STATE | keys::IDEMPOTENCY | keys::POLICIES) {
+                table.set_bloom_filter(10.0, false);
+                table.set_cache_index_and_filter_blocks(true);
+                table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+            }
+            let mut family = Options::default();
+            family.set_block_based_table_factory(&table);
+            ColumnFamilyDescriptor::new(*name, family)
+        });
         let db = DB::open_cf_descriptors(&options, path, families)?;
         Ok(Self { db: Arc::new(db) })
     }
