@@ -297,6 +297,10 @@ fn scenarios() -> Vec<Scenario> {
           vec![b2c("US")], "email_marketing",
           (DENIED, "opt_out.no_basis", OptOut), vec![("country", 1)])
             .warns("no lawful basis"),
+        s("US contact who signed up to the newsletter, no storage basis recorded → allowed: the consent is the basis",
+          vec![b2c("US"), checkbox("email_marketing")], "email_marketing",
+          (ALLOWED, "consent.granted", OptOut), vec![("consent", 2)])
+            .warns("no lawful basis"),
         s("US contact who clicked unsubscribe (no grant ever) → denied: opted out",
           vec![b2c("US"), storage_basis(), withdraw("email_marketing")], "email_marketing",
           (DENIED, "opt_out.opted_out", OptOut), vec![("withdrawal", 3)]),

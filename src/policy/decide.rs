@@ -292,7 +292,18 @@ impl Context<'_> {
                         ),
                     )
                 }
-                _ => {
+                // Consent is more than the regime asks, and a basis for this purpose.
+                Ok(grant) => {
+                    d.cite(EvidenceRole::Consent, grant.evidence);
+                    d.allow(
+                        "consent.granted",
+                        format!(
+                            "{country} is an opt-out country for {audience} contacts ({}), and consent to {} on {} was given at contact seq {}",
+                            source(country_policy), self.purpose, self.channel, grant.evidence.contact_seq
+                        ),
+                    )
+                }
+                Err(_) => {
                     let Some(basis) = self.storage_basis() else {
                         return d.deny(
                             "opt_out.no_basis",

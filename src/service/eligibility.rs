@@ -13,7 +13,7 @@ use tracing::instrument;
 
 use super::convert::{timestamp, to_timestamp};
 use super::{blocking, caller};
-use crate::ledger::projection::{state_at, Cutoff};
+use crate::ledger::projection::Cutoff;
 use crate::ledger::ContactState;
 use crate::model::{ContactId, Event, EventKind, Registry, Submission, ValidationError};
 use crate::policy::{decide, Activation, Decision, PolicyBook, PolicyError, PolicyPack, Regime};
@@ -396,16 +396,10 @@ fn states_for(
     contacts: &[ContactId],
     target: &Target,
 ) -> Result<(Vec<Option<ContactState>>, u64), StoreError> {
-    let Some((_, cutoff)) = target.at else {
-        return store.contact_states_with_size(contacts);
-    };
-    let mut states = Vec::with_capacity(contacts.len());
-    for contact in contacts {
-        let entries = store.all_history(contact)?;
-        states.push(state_at(entries.iter().map(|e| (&e.entry, e.hash)), cutoff));
+    match target.at {
+        None => store.contact_states_with_size(contacts),
+        Some((_, cutoff)) => store.contact_states_at(contacts, cutoff),
     }
-    // Read after the entries, so every entry relied on is within the size reported.
-    Ok((states, store.tree_head()?.size))
 }
 
 fn client_contact(field: &str, id: &str) -> Result<ContactId, ValidationError> {

@@ -18,7 +18,7 @@ use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Direction, IteratorMode, Opt
 use crate::audit::chain::{ChainBreak, ChainVerifier, StoredLink};
 use crate::audit::merkle::{empty_root, Frontier};
 use crate::ledger::entry::{entry_hash, Entry, EntryError};
-use crate::ledger::projection::ChainHead;
+use crate::ledger::projection::{state_at, ChainHead, Cutoff};
 use crate::ledger::{ContactState, Hash};
 use crate::model::ContactId;
 
@@ -341,10 +341,20 @@ impl Store {
         Ok((entries, false))
     }
 
-    /// Every entry of the contact, in order.
-    pub fn all_history(&self, contact: &ContactId) -> Result<Vec<StoredEntry>, StoreError> {
-        self.history(contact, 0, usize::MAX)
-            .map(|(entries, _)| entries)
+    /// The states of contacts as of `cutoff`, replayed from their entries (`None` for one
+    /// not registered by then), and a tree size that covers every entry read.
+    pub fn contact_states_at(
+        &self,
+        contacts: &[ContactId],
+        cutoff: Cutoff,
+    ) -> Result<(Vec<Option<ContactState>>, u64), StoreError> {
+        let mut states = Vec::with_capacity(contacts.len());
+        for contact in contacts {
+            let (entries, _) = self.history(contact, 0, usize::MAX)?;
+            states.push(state_at(entries.iter().map(|e| (&e.entry, e.hash)), cutoff));
+        }
+        // Read after the entries, so every entry relied on is within the size reported.
+        Ok((states, self.tree_head()?.size))
     }
 
     /// `(contact seq, global seq)` pairs of a contact from `from` on.
