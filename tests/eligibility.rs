@@ -832,6 +832,31 @@ async fn policy_changes_are_recorded_and_past_decisions_keep_their_policy() {
 }
 
 #[tokio::test]
+async fn a_malformed_policy_file_stops_the_start_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = pack_text("per-country.toml").replacen("code = \"US\"", "code = \"USA\"", 1);
+    let line = broken[..broken.find("code = \"USA\"").unwrap()]
+        .matches('\n')
+        .count()
+        + 1;
+    let path = dir.path().join("broken.toml");
+    std::fs::write(&path, &broken).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let config = ServeConfig {
+        data_dir: dir.path().join("data"),
+        policy_file: Some(path.clone()),
+        ..ServeConfig::default()
+    };
+    let err = consent_ledger::server::run(listener, config, std::future::pending())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&path.display().to_string()), "{err}");
+    assert!(err.contains(&format!("line {line}:")), "{err}");
+    assert!(err.contains("USA"), "{err}");
+}
+
+#[tokio::test]
 async fn a_campaign_list_is_screened_in_order_with_a_summary() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path()).await;

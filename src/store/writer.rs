@@ -407,15 +407,13 @@ impl<'s> Group<'s> {
             );
         }
         match next {
-            Next::Contact(state) => self
-                .states
-                .insert(event.contact_id.clone(), *state)
-                .map(drop),
-            Next::Internal(head) => self
-                .internal_heads
-                .insert(event.contact_id.clone(), head)
-                .map(drop),
-        };
+            Next::Contact(state) => {
+                self.states.insert(event.contact_id.clone(), *state);
+            }
+            Next::Internal(head) => {
+                self.internal_heads.insert(event.contact_id.clone(), head);
+            }
+        }
         let pending = Pending {
             seq,
             contact_seq,
