@@ -68,6 +68,30 @@ pub struct ServeConfig {
     /// Policy pack to activate at start (if it is not already the active one). `None`
     /// keeps the ledger's active pack, or activates the default pack in a new ledger.
     pub policy_file: Option<PathBuf>,
+    /// Where the master key that wraps every contact's data key comes from.
+    pub master_key: MasterKeySource,
+}
+
+/// Where the master key comes from.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub enum MasterKeySource {
+    /// `<data_dir>/master.key`, generated on first start (embedded default).
+    #[default]
+    DataDir,
+    /// A key file (64 hex digits) that must exist.
+    File(PathBuf),
+    /// 64 hex digits from the environment variable `CONSENT_LEDGER_MASTER_KEY`.
+    Environment(String),
+}
+
+impl std::fmt::Debug for MasterKeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::DataDir => f.write_str("DataDir"),
+            Self::File(path) => f.debug_tuple("File").field(path).finish(),
+            Self::Environment(_) => f.write_str("Environment(..)"),
+        }
+    }
 }
 
 impl Default for ServeConfig {
@@ -83,6 +107,7 @@ impl Default for ServeConfig {
             log_origin: None,
             checkpoint_interval: Duration::from_secs(1),
             policy_file: None,
+            master_key: MasterKeySource::DataDir,
         }
     }
 }

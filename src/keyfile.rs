@@ -6,9 +6,13 @@ use std::io::Write as _;
 use std::path::Path;
 
 use crate::audit::checkpoint::{NoteError, SigningKey};
+use crate::crypto::{CryptoError, MasterKey};
 
 /// The checkpoint signing key's file name in the data directory.
 pub const CHECKPOINT_KEY_FILE: &str = "checkpoint-signing.key";
+
+/// The master key's file name in the data directory (embedded default only).
+pub const MASTER_KEY_FILE: &str = "master.key";
 
 /// A key file that cannot be read, parsed or created.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +36,43 @@ pub enum KeyFileError {
     /// No randomness for a new key.
     #[error("cannot generate a key: {0}")]
     Random(String),
+    /// The file or variable does not hold a master key.
+    #[error("master key {source_name}: {source}")]
+    MalformedMasterKey {
+        /// The file, or the environment variable.
+        source_name: String,
+        /// What is wrong.
+        source: CryptoError,
+    },
+}
+
+/// Reads the master key from `path`. If it does not exist and `create` is set, generates
+/// one, writes it (mode 0600, synced) and says loudly where: whoever holds this file and
+/// a copy of the data directory can read every personal record not yet erased.
+pub fn load_or_create_master_key(path: &Path, create: bool) -> Result<MasterKey, KeyFileError> {
+    let io = |source| KeyFileError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let text = zeroize::Zeroizing::new(text);
+            MasterKey::from_hex(&text).map_err(|source| KeyFileError::MalformedMasterKey {
+                source_name: path.display().to_string(),
+                source,
+            })
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound && create => {
+            let key = MasterKey::generate().map_err(|e| KeyFileError::Random(e.to_string()))?;
+            write_secret(path, key.to_hex().as_bytes()).map_err(io)?;
+            tracing::warn!(
+                path = %path.display(),
+                "GENERATED A NEW MASTER KEY for personal data: back it up apart from the data directory and move it out of it in production (--master-key-file); without it no personal record can be read"
+            );
+            Ok(key)
+        }
+        Err(err) => Err(io(err)),
+    }
 }
 
 /// Reads the checkpoint signing key from `path`. If it does not exist and `create` is
@@ -104,6 +145,21 @@ fn write_secret(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn master_key_is_created_once_then_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(MASTER_KEY_FILE);
+        assert!(load_or_create_master_key(&path, false).is_err());
+        let key = load_or_create_master_key(&path, true).unwrap();
+        let again = load_or_create_master_key(&path, true).unwrap();
+        assert_eq!(*key.to_hex(), *again.to_hex());
+        std::fs::write(&path, "short").unwrap();
+        assert!(matches!(
+            load_or_create_master_key(&path, true),
+            Err(KeyFileError::MalformedMasterKey { .. })
+        ));
+    }
 
     #[test]
     fn creates_once_then_reads_the_same_key() {

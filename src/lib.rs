@@ -9,6 +9,7 @@
 //! - [`policy`]: policy packs and the eligibility decision — pure;
 //! - [`ledger`], [`audit`]: the entry format, hashes, the Merkle tree, chain checks,
 //!   projections — pure, no I/O;
+//! - [`crypto`]: per-contact data keys, sealing of personal data, identity digests — pure;
 //! - [`model`]: domain types and their validation.
 //!
 //! [`cli`] holds the client-side commands the binary offers.
@@ -18,11 +19,13 @@
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod crypto;
 pub mod keyfile;
 pub mod ledger;
 pub mod model;
 pub mod policy;
 pub mod proto;
+pub mod rights;
 pub mod server;
 pub mod service;
 pub mod store;

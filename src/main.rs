@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use consent_ledger::cli::{self, to_json};
-use consent_ledger::config::{Limits, ServeConfig, TlsFiles};
+use consent_ledger::config::{Limits, MasterKeySource, ServeConfig, TlsFiles};
 use consent_ledger::proto::v1 as pb;
 use consent_ledger::service::auth::{new_token, Role};
 use tracing_subscriber::EnvFilter;
@@ -497,6 +497,11 @@ struct ServeArgs {
     /// a new ledger activates the built-in per-country pack.
     #[arg(long, env = "CONSENT_LEDGER_POLICY")]
     policy: Option<PathBuf>,
+    /// Master key file (64 hex digits) that wraps every contact's personal-data key. Must
+    /// exist. Without it (and without CONSENT_LEDGER_MASTER_KEY holding the 64 hex digits
+    /// themselves), DATA_DIR/master.key is used, generated on first start.
+    #[arg(long, env = "CONSENT_LEDGER_MASTER_KEY_FILE")]
+    master_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -719,6 +724,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         log_origin: args.log_origin,
         checkpoint_interval: Duration::from_millis(args.checkpoint_interval_ms.max(1)),
         policy_file: args.policy,
+        master_key: match (
+            args.master_key_file,
+            std::env::var("CONSENT_LEDGER_MASTER_KEY"),
+        ) {
+            (Some(path), _) => MasterKeySource::File(path),
+            (None, Ok(hex)) => MasterKeySource::Environment(hex),
+            (None, Err(_)) => MasterKeySource::DataDir,
+        },
         ..ServeConfig::default()
     };
     let listener = tokio::net::TcpListener::bind(config.listen)

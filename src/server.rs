@@ -3,20 +3,26 @@
 //! caller's future.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
-use crate::config::{ServeConfig, TlsFiles};
-use crate::keyfile::{load_or_create_signing_key, KeyFileError, CHECKPOINT_KEY_FILE};
+use crate::config::{MasterKeySource, ServeConfig, TlsFiles};
+use crate::crypto::{Keyring, MasterKey};
+use crate::keyfile::{
+    load_or_create_master_key, load_or_create_signing_key, KeyFileError, CHECKPOINT_KEY_FILE,
+    MASTER_KEY_FILE,
+};
 use crate::proto::v1::audit_service_server::AuditServiceServer;
 use crate::proto::v1::eligibility_service_server::EligibilityServiceServer;
 use crate::proto::v1::ledger_service_server::LedgerServiceServer;
+use crate::proto::v1::rights_service_server::RightsServiceServer;
 use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::service::auth::{reload_callers, AuthLayer, Authenticator, Callers, CallersError};
 use crate::service::eligibility::{ActivateError, Policies};
-use crate::service::{AuditApi, EligibilityApi, LedgerApi};
+use crate::service::{AuditApi, EligibilityApi, LedgerApi, RightsApi};
 use crate::store::{Checkpointer, Store, StoreError};
 
 /// Why the server could not start or stopped with an error.
@@ -120,7 +126,29 @@ pub async fn run(
             })
         })
         .transpose()?;
-    let (writer, writer_thread) = store.start_writer().map_err(store_error)?;
+    let master_key = match &config.master_key {
+        MasterKeySource::DataDir => {
+            load_or_create_master_key(&config.data_dir.join(MASTER_KEY_FILE), true)?
+        }
+        MasterKeySource::File(path) => load_or_create_master_key(path, false)?,
+        MasterKeySource::Environment(hex) => {
+            MasterKey::from_hex(hex).map_err(|source| KeyFileError::MalformedMasterKey {
+                source_name: "CONSENT_LEDGER_MASTER_KEY".into(),
+                source,
+            })?
+        }
+    };
+    let keyring = Arc::new(Keyring::new(&master_key));
+    drop(master_key);
+    let (writer, writer_thread) = store.start_writer(keyring.clone()).map_err(store_error)?;
+    let purged = store.purge_erased().map_err(store_error)?;
+    if purged.contacts > 0 {
+        tracing::info!(
+            contacts = purged.contacts,
+            records = purged.records,
+            "finished purging erasures a restart interrupted"
+        );
+    }
     let policies = match Policies::load(&store, &writer, "server", policy_text.as_deref()).await {
         Ok(policies) => policies,
         Err(source) => {
@@ -159,6 +187,13 @@ pub async fn run(
         policies.clone(),
     ))
     .max_decoding_message_size(limits.max_message_bytes);
+    let rights = RightsServiceServer::new(RightsApi::new(
+        store.clone(),
+        writer.clone(),
+        keyring,
+        checkpointer.clone(),
+    ))
+    .max_decoding_message_size(limits.max_message_bytes);
     let ledger = LedgerApi::new(store.clone(), writer, policies, limits);
     let ledger =
         LedgerServiceServer::new(ledger).max_decoding_message_size(limits.max_message_bytes);
@@ -174,6 +209,9 @@ pub async fn run(
         .await;
     health_reporter
         .set_serving::<EligibilityServiceServer<EligibilityApi>>()
+        .await;
+    health_reporter
+        .set_serving::<RightsServiceServer<RightsApi>>()
         .await;
     health_reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)
@@ -201,6 +239,9 @@ pub async fn run(
             .set_not_serving::<EligibilityServiceServer<EligibilityApi>>()
             .await;
         reporter
+            .set_not_serving::<RightsServiceServer<RightsApi>>()
+            .await;
+        reporter
             .set_service_status("", tonic_health::ServingStatus::NotServing)
             .await;
     };
@@ -220,6 +261,7 @@ pub async fn run(
         .add_service(ledger)
         .add_service(audit)
         .add_service(eligibility)
+        .add_service(rights)
         .serve_with_incoming_shutdown(no_delay(listener), on_shutdown)
         .await;
 

@@ -188,6 +188,7 @@ fn profile(country: &'static str, relationship: Option<(pb::Audience, pb::Lifecy
                     lifecycle: l as i32,
                 }),
                 personal: None,
+                suppression_override: None,
             }),
         )
     })

@@ -23,6 +23,7 @@ fn every_kind(contact: &str) -> Vec<pb::Event> {
                     lifecycle: pb::Lifecycle::Customer as i32,
                 }),
                 personal: None,
+                suppression_override: None,
             }),
         ),
         basis(contact, "profiling"),

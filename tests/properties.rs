@@ -102,7 +102,10 @@ fn build(dir: &Path, steps: &[Step]) -> (Vec<String>, u64) {
         .build()
         .unwrap();
     let store = Store::open(dir).unwrap();
-    let (writer, thread) = store.start_writer().unwrap();
+    let keyring = consent_ledger::crypto::Keyring::new(
+        &consent_ledger::crypto::MasterKey::from_bytes([7; 32]),
+    );
+    let (writer, thread) = store.start_writer(std::sync::Arc::new(keyring)).unwrap();
     let registry = Registry::default();
     let mut registered_yet = [false; CONTACTS];
     let mut batch = Vec::new();

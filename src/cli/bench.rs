@@ -249,6 +249,7 @@ fn bench_event(prefix: &str, index: usize, round: usize) -> pb::Event {
     let contact_id = format!("{prefix}-{index}");
     let kind = match round {
         0 => Kind::ContactRegistered(pb::ContactRegistered {
+            suppression_override: None,
             country: ["US", "DE", "FR", "GB", "CA"][index % 5].into(),
             region: String::new(),
             relationship: Some(pb::Relationship {
@@ -259,6 +260,7 @@ fn bench_event(prefix: &str, index: usize, round: usize) -> pb::Event {
                 email: format!("{contact_id}@bench.invalid"),
                 name: String::new(),
                 phone: String::new(),
+                notes: String::new(),
             }),
         }),
         n if n % 2 == 1 => Kind::ConsentGranted(pb::ConsentGranted {
@@ -747,6 +749,7 @@ fn seed_events(prefix: &str, index: usize, now: DateTime<Utc>) -> Vec<pb::Event>
 
     let mut kinds = Vec::with_capacity(32);
     kinds.push(Kind::ContactRegistered(pb::ContactRegistered {
+        suppression_override: None,
         country: country.into(),
         region: String::new(),
         relationship: Some(pb::Relationship {
@@ -1483,6 +1486,7 @@ fn decide_history(
     let token = hex::encode(Sha256::digest(b"bench-decide-token"));
     let mut kinds = vec![
         EventKind::ContactRegistered {
+            suppression_override: None,
             country: Country::parse("country", "DE")?,
             region: None,
             relationship: Relationship {

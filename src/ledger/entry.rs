@@ -215,6 +215,7 @@ pub(crate) mod tests {
                 idempotency_key: Some(IdempotencyKey::parse("k", "req-1").unwrap()),
                 personal_data_sha256: Some("ab".repeat(32)),
                 event: EventKind::ContactRegistered {
+                    suppression_override: None,
                     country: Country::parse("c", "DE").unwrap(),
                     region: None,
                     relationship: Relationship {

@@ -133,6 +133,8 @@ pub struct ContactState {
     pub acquisitions: Vec<EvidenceRef>,
     /// The latest entry that carried personal data.
     pub personal_data: Option<EvidenceRef>,
+    /// The erasure of the contact's personal data, once executed.
+    pub erased: Option<EvidenceRef>,
 }
 
 /// An event that cannot apply to the contact as it stands.
@@ -169,6 +171,12 @@ pub enum ApplyError {
     /// A ledger-internal event on a contact's chain.
     #[error("this event kind is written only by the ledger itself")]
     InternalEvent,
+    /// An event an erased contact no longer takes.
+    #[error("the contact's personal data was erased at contact seq {contact_seq}: only withdrawals, objections and restrictions are recorded for it, without personal data")]
+    Erased {
+        /// Contact sequence number of the erasure entry.
+        contact_seq: u64,
+    },
 }
 
 impl ApplyError {
@@ -176,7 +184,7 @@ impl ApplyError {
     pub fn field(&self) -> &'static str {
         match self {
             Self::NotRegistered | Self::AlreadyRegistered | Self::ReservedContact => "contact_id",
-            Self::InternalEvent => "kind",
+            Self::InternalEvent | Self::Erased { .. } => "kind",
             Self::RegionOutsideCountry { .. } => "profile_updated.region",
             Self::UnknownDoubleOptInToken { .. } => "double_opt_in_confirmed.token_sha256",
             Self::NoSuchRestriction(_) => "restriction_lifted.restriction_contact_seq",
@@ -205,6 +213,7 @@ pub fn apply(
                 country,
                 region,
                 relationship,
+                ..
             },
         ) => ContactState {
             head_contact_seq: 0,
@@ -222,11 +231,23 @@ pub fn apply(
             restrictions: Vec::new(),
             acquisitions: Vec::new(),
             personal_data: None,
+            erased: None,
         },
         (_, event) if event.is_internal() => return Err(ApplyError::InternalEvent),
         (None, _) => return Err(ApplyError::NotRegistered),
         (Some(_), EventKind::ContactRegistered { .. }) => {
             return Err(ApplyError::AlreadyRegistered)
+        }
+        (
+            Some(ContactState {
+                erased: Some(erasure),
+                ..
+            }),
+            event,
+        ) if !event.allowed_after_erasure() || entry.body.personal_data_sha256.is_some() => {
+            return Err(ApplyError::Erased {
+                contact_seq: erasure.contact_seq,
+            })
         }
         (Some(state), event) => {
             let mut next = state.clone();
@@ -284,6 +305,7 @@ impl ContactState {
                 }
             }
             EventKind::AcquisitionRecorded { .. } => self.acquisitions.push(evidence),
+            EventKind::ErasureExecuted { .. } => self.erased = Some(evidence),
             EventKind::ConsentGranted {
                 purpose,
                 channel,
@@ -520,7 +542,9 @@ mod scope_as_pair {
 
 /// First byte of a state record: the version of its encoding, so a later encoding can be
 /// told apart and read beside this one.
-const STATE_FORMAT_BINARY: u8 = 1;
+/// Format 2 added the erasure; format 1 records (from before personal data was sealed)
+/// are refused rather than misread.
+const STATE_FORMAT_BINARY: u8 = 2;
 
 /// Encodes a contact state (or a chain head) for the `state` column family: a format
 /// byte, then the fields in declaration order (postcard). Heads come first in both, so
@@ -594,6 +618,7 @@ mod tests {
                     audience: Audience::B2b,
                     lifecycle: Lifecycle::Customer,
                 }),
+                suppression_override: None,
             }),
         ]);
         let bytes = encode_state(&state);

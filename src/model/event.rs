@@ -23,8 +23,11 @@ pub struct Event {
 pub struct Submission {
     /// The event; never holds personal data.
     pub event: Event,
-    /// Personal data carried by the event, kept beside the entry.
+    /// Personal data carried by the event, sealed and kept beside the entry.
     pub personal: Option<PersonalRecord>,
+    /// Randomness drawn by the caller for sealing `personal` (see `crypto::Entropy`);
+    /// required when `personal` is set. Not part of the request for idempotency.
+    pub entropy: Option<[u8; 32]>,
 }
 
 /// Identifying data that may come with an event. Kept beside the entry, never inside it.
@@ -45,6 +48,9 @@ pub struct PersonalRecord {
     /// User agent the event was collected with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<String>,
+    /// Free-text notes about the person.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
 }
 
 impl PersonalRecord {
@@ -66,6 +72,9 @@ pub enum EventKind {
         region: Option<Region>,
         /// B2B/B2C and prospect/customer.
         relationship: Relationship,
+        /// Why a DPO let an identity that an erasure suppressed be registered again.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        suppression_override: Option<String>,
     },
     /// A change of country, region or relationship (or of personal data only).
     ProfileUpdated(ProfileChange),
@@ -156,6 +165,15 @@ pub enum EventKind {
         /// Why it was lifted.
         reason: String,
     },
+    /// The contact's personal data was erased: its data key and every sealed record are
+    /// destroyed, its identities are suppressed. Written by the rights service only.
+    ErasureExecuted {
+        /// The erasure request fulfilled, if the erasure answers one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+        /// Why the data was erased (e.g. "Art. 17 request", "retention period ended").
+        reason: String,
+    },
     /// A policy pack became the active policy (ledger-internal: written on the policy
     /// chain by the server itself, never by a client).
     PolicyActivated {
@@ -181,6 +199,7 @@ impl EventKind {
             Self::ObjectionRecorded { .. } => "objection_recorded",
             Self::RestrictionApplied { .. } => "restriction_applied",
             Self::RestrictionLifted { .. } => "restriction_lifted",
+            Self::ErasureExecuted { .. } => "erasure_executed",
             Self::PolicyActivated { .. } => "policy_activated",
         }
     }
@@ -188,6 +207,30 @@ impl EventKind {
     /// Whether only the ledger itself writes this kind, on its own chains.
     pub fn is_internal(&self) -> bool {
         matches!(self, Self::PolicyActivated { .. })
+    }
+
+    /// The reason a DPO gave to record a suppressed identity again, if the event has one.
+    pub fn suppression_override(&self) -> Option<&str> {
+        match self {
+            Self::ContactRegistered {
+                suppression_override,
+                ..
+            } => suppression_override.as_deref(),
+            Self::ProfileUpdated(change) => change.suppression_override.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Whether the kind may still be recorded for an erased contact: the person's wishes
+    /// (withdrawals, objections, restrictions) are always accepted, without personal data.
+    pub fn allowed_after_erasure(&self) -> bool {
+        matches!(
+            self,
+            Self::ConsentWithdrawn { .. }
+                | Self::ObjectionRecorded { .. }
+                | Self::RestrictionApplied { .. }
+                | Self::RestrictionLifted { .. }
+        )
     }
 }
 
@@ -200,6 +243,9 @@ pub struct ProfileChange {
     pub region: Option<Region>,
     /// New relationship.
     pub relationship: Option<Relationship>,
+    /// Why a DPO let an identity that an erasure suppressed be recorded again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppression_override: Option<String>,
 }
 
 /// B2B or B2C, and prospect or customer.

@@ -30,6 +30,8 @@ pub enum EvidenceRole {
     Restriction,
     /// An acquisition record.
     Acquisition,
+    /// The erasure of the contact's personal data.
+    Erasure,
 }
 
 impl EvidenceRole {
@@ -45,6 +47,7 @@ impl EvidenceRole {
             Self::Objection => "objection",
             Self::Restriction => "restriction",
             Self::Acquisition => "acquisition",
+            Self::Erasure => "erasure",
         }
     }
 }
@@ -140,6 +143,16 @@ enum Refusal<'a> {
 
 impl Context<'_> {
     fn decide(&self, mut d: Decision) -> Decision {
+        if let Some(erasure) = self.state.erased {
+            d.cite(EvidenceRole::Erasure, erasure);
+            return d.deny(
+                "erased",
+                format!(
+                    "the person's data was erased (GDPR Art. 17) at contact seq {}: no purpose may be carried out, and the identity is suppressed",
+                    erasure.contact_seq
+                ),
+            );
+        }
         if self.policy.rule != PurposeRule::LegalBasis {
             if let Some(restriction) = self.state.restrictions.first() {
                 d.cite(EvidenceRole::Restriction, restriction.evidence);

@@ -20,6 +20,35 @@ use crate::proto::v1 as pb;
 use crate::proto::v1::audit_service_server::AuditService;
 use crate::store::{Checkpointer, Store};
 
+/// The contact's entries as stored, each with its inclusion proof against one checkpoint
+/// signed now (or the latest, if it covers the whole tree). Blocks on storage.
+pub(crate) fn contact_bundle(
+    store: &Store,
+    checkpointer: &Checkpointer,
+    contact: &ContactId,
+) -> Result<pb::Bundle, Status> {
+    let checkpoint = checkpointer.checkpoint_now()?;
+    let (history, _) = store.history(contact, 0, usize::MAX)?;
+    if history.is_empty() {
+        return Err(Status::not_found(format!(
+            "contact_id: no contact {} in the ledger",
+            contact.as_str()
+        )));
+    }
+    let entries = history
+        .into_iter()
+        .filter(|stored| stored.entry.seq <= checkpoint.size)
+        .map(|stored| {
+            let proof = store.inclusion_proof(stored.entry.seq - 1, checkpoint.size)?;
+            Ok(BundleEntry {
+                stored_bytes: stored.bytes,
+                inclusion_proof: proof,
+            })
+        })
+        .collect::<Result<Vec<_>, Status>>()?;
+    Ok(bundle_to_proto(contact.as_str(), &checkpoint, entries))
+}
+
 /// Default and largest page of `ListCheckpoints`.
 const DEFAULT_PAGE: u32 = 100;
 const MAX_PAGE: u32 = 1000;
@@ -251,33 +280,7 @@ impl AuditService for AuditApi {
     ) -> Result<Response<pb::Bundle>, Status> {
         let contact = ContactId::parse("contact_id", &request.into_inner().contact_id)?;
         let (store, checkpointer) = (self.store.clone(), self.checkpointer.clone());
-        blocking(move || {
-            let checkpoint = checkpointer.checkpoint_now()?;
-            let (history, _) = store.history(&contact, 0, usize::MAX)?;
-            if history.is_empty() {
-                return Err(Status::not_found(format!(
-                    "contact_id: no contact {} in the ledger",
-                    contact.as_str()
-                )));
-            }
-            let entries = history
-                .into_iter()
-                .filter(|stored| stored.entry.seq <= checkpoint.size)
-                .map(|stored| {
-                    let proof = store.inclusion_proof(stored.entry.seq - 1, checkpoint.size)?;
-                    Ok(BundleEntry {
-                        stored_bytes: stored.bytes,
-                        inclusion_proof: proof,
-                    })
-                })
-                .collect::<Result<Vec<_>, Status>>()?;
-            Ok(Response::new(bundle_to_proto(
-                contact.as_str(),
-                &checkpoint,
-                entries,
-            )))
-        })
-        .await
+        blocking(move || contact_bundle(&store, &checkpointer, &contact).map(Response::new)).await
     }
 
     #[instrument(skip_all)]

@@ -83,11 +83,11 @@ use Role::{Admin, Auditor, Dpo, Reader, Writer};
 pub const RPC_ACCESS: &[(&str, Access)] = &[
     (
         "/consentledger.v1.LedgerService/Append",
-        Access::Roles(&[Writer]),
+        Access::Roles(&[Writer, Dpo]),
     ),
     (
         "/consentledger.v1.LedgerService/AppendBatch",
-        Access::Roles(&[Writer]),
+        Access::Roles(&[Writer, Dpo]),
     ),
     (
         "/consentledger.v1.LedgerService/GetHistory",
@@ -156,6 +156,14 @@ pub const RPC_ACCESS: &[(&str, Access)] = &[
     (
         "/consentledger.v1.EligibilityService/ActivatePolicy",
         Access::Roles(&[Admin]),
+    ),
+    (
+        "/consentledger.v1.RightsService/EraseContact",
+        Access::Roles(&[Dpo]),
+    ),
+    (
+        "/consentledger.v1.RightsService/ExportContact",
+        Access::Roles(&[Dpo]),
     ),
     ("/grpc.health.v1.Health/Check", Access::Public),
     ("/grpc.health.v1.Health/Watch", Access::Public),

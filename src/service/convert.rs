@@ -8,8 +8,9 @@ use prost_types::Timestamp;
 
 use crate::audit::bundle::{Bundle, BundleEntry};
 use crate::audit::chain::{ChainBreak, ChainProblem};
+use crate::crypto::{CryptoError, Entropy};
 use crate::ledger::entry::EntryBody;
-use crate::ledger::Hash;
+use crate::ledger::{ContactState, Hash};
 use crate::model::{
     self, ContactId, Country, Event, EventKind, IdempotencyKey, PersonalRecord, ProfileChange,
     Region, Registry, Submission, ValidationError,
@@ -24,21 +25,17 @@ pub const MAX_FUTURE_SKEW: Duration = Duration::minutes(5);
 
 const MAX_TEXT: usize = 1024;
 const MAX_URL: usize = 2048;
+const MAX_NOTES: usize = 8192;
 
-/// Validates a submitted event into a domain event and the personal data it carries.
-/// `now` is the receive time, for the "not in the future" rule.
+/// Validates a submitted event into a domain event and the personal data it carries
+/// (with the randomness that seals it). `now` is the receive time, for the "not in the
+/// future" rule.
 pub fn submission_from_proto(
     event: pb::Event,
     registry: &Registry,
     now: DateTime<Utc>,
-) -> Result<Submission, ValidationError> {
-    let contact_id = ContactId::parse("contact_id", &event.contact_id)?;
-    if contact_id.is_reserved() {
-        return Err(ValidationError::new(
-            "contact_id",
-            "contact ids starting with '~' are reserved for the ledger's own chains",
-        ));
-    }
+) -> Result<Submission, SubmissionError> {
+    let contact_id = client_contact_id(&event.contact_id)?;
     let idempotency_key = non_empty(&event.idempotency_key)
         .map(|k| IdempotencyKey::parse("idempotency_key", k))
         .transpose()?;
@@ -51,6 +48,11 @@ pub fn submission_from_proto(
         .ok_or_else(|| ValidationError::new("kind", "exactly one event kind must be set"))?;
     let mut personal = PersonalRecord::default();
     let kind = kind_from_proto(kind, registry, now, occurred_at, &mut personal)?;
+    let personal = (!personal.is_empty()).then_some(personal);
+    let entropy = match personal {
+        Some(_) => Some(Entropy::draw()?.into_bytes()),
+        None => None,
+    };
     Ok(Submission {
         event: Event {
             contact_id,
@@ -58,8 +60,20 @@ pub fn submission_from_proto(
             occurred_at,
             kind,
         },
-        personal: (!personal.is_empty()).then_some(personal),
+        personal,
+        entropy,
     })
+}
+
+/// Why a submitted event could not become a submission.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmissionError {
+    /// The event breaks a rule.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// No randomness to seal its personal data with.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
 }
 
 fn kind_from_proto(
@@ -91,6 +105,7 @@ fn kind_from_proto(
                 country,
                 region,
                 relationship,
+                suppression_override: suppression_override(m.suppression_override, at)?,
             }
         }
         Kind::ProfileUpdated(m) => {
@@ -135,6 +150,7 @@ fn kind_from_proto(
                 country,
                 region,
                 relationship,
+                suppression_override: suppression_override(m.suppression_override, at)?,
             })
         }
         Kind::LegalBasisRecorded(m) => {
@@ -280,7 +296,41 @@ fn kind_from_proto(
                 "is written only by the ledger itself; activate a policy pack with EligibilityService.ActivatePolicy",
             ))
         }
+        Kind::ErasureExecuted(_) => {
+            return Err(ValidationError::new(
+                "erasure_executed",
+                "is written only by the ledger itself; erase a contact with RightsService.EraseContact",
+            ))
+        }
     })
+}
+
+/// A contact id a client may write for: valid, and not one of the ledger's own chains.
+pub(crate) fn client_contact_id(id: &str) -> Result<ContactId, ValidationError> {
+    let contact = ContactId::parse("contact_id", id)?;
+    if contact.is_reserved() {
+        return Err(ValidationError::new(
+            "contact_id",
+            "contact ids starting with '~' are reserved for the ledger's own chains",
+        ));
+    }
+    Ok(contact)
+}
+
+fn suppression_override(
+    given: Option<pb::SuppressionOverride>,
+    at: &str,
+) -> Result<Option<String>, ValidationError> {
+    given
+        .map(|o| {
+            required_text(&o.reason, &format!("{at}.suppression_override.reason")).map_err(|_| {
+                ValidationError::new(
+                    format!("{at}.suppression_override.reason"),
+                    "is required: say why the suppressed identity may be recorded again",
+                )
+            })
+        })
+        .transpose()
 }
 
 fn non_empty(text: &str) -> Option<&str> {
@@ -291,7 +341,8 @@ fn required_text(text: &str, field: &str) -> Result<String, ValidationError> {
     optional_text(text, field)?.ok_or_else(|| ValidationError::new(field, "is required"))
 }
 
-fn optional_text(text: &str, field: &str) -> Result<Option<String>, ValidationError> {
+/// Trimmed-empty is `None`; otherwise at most 1 KiB without control characters.
+pub(crate) fn optional_text(text: &str, field: &str) -> Result<Option<String>, ValidationError> {
     if text.trim().is_empty() {
         return Ok(None);
     }
@@ -503,6 +554,28 @@ fn personal_data(data: pb::PersonalData, into: &mut PersonalRecord) -> Result<()
         }
         into.phone = Some(phone.to_owned());
     }
+    if !data.notes.trim().is_empty() {
+        if data.notes.len() > MAX_NOTES {
+            return Err(ValidationError::new(
+                "personal.notes",
+                format!(
+                    "must be at most {MAX_NOTES} bytes (got {})",
+                    data.notes.len()
+                ),
+            ));
+        }
+        if data
+            .notes
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t')
+        {
+            return Err(ValidationError::new(
+                "personal.notes",
+                "must not contain control characters other than newlines and tabs",
+            ));
+        }
+        into.notes = Some(data.notes);
+    }
     Ok(())
 }
 
@@ -578,6 +651,12 @@ pub fn entry_to_proto(stored: &StoredEntry) -> pb::Entry {
     }
 }
 
+fn suppression_override_to_proto(reason: &Option<String>) -> Option<pb::SuppressionOverride> {
+    reason.as_ref().map(|reason| pb::SuppressionOverride {
+        reason: reason.clone(),
+    })
+}
+
 fn kind_to_proto(kind: &EventKind) -> pb::event::Kind {
     use pb::event::Kind;
     let text = |t: &Option<String>| t.clone().unwrap_or_default();
@@ -596,6 +675,7 @@ fn kind_to_proto(kind: &EventKind) -> pb::event::Kind {
             country,
             region,
             relationship: r,
+            suppression_override,
         } => Kind::ContactRegistered(pb::ContactRegistered {
             country: country.to_string(),
             region: region
@@ -604,6 +684,7 @@ fn kind_to_proto(kind: &EventKind) -> pb::event::Kind {
                 .unwrap_or_default(),
             relationship: Some(relationship(r)),
             personal: None,
+            suppression_override: suppression_override_to_proto(suppression_override),
         }),
         EventKind::ProfileUpdated(change) => Kind::ProfileUpdated(pb::ProfileUpdated {
             country: change.country.map(|c| c.to_string()).unwrap_or_default(),
@@ -614,6 +695,7 @@ fn kind_to_proto(kind: &EventKind) -> pb::event::Kind {
                 .unwrap_or_default(),
             relationship: change.relationship.as_ref().map(relationship),
             personal: None,
+            suppression_override: suppression_override_to_proto(&change.suppression_override),
         }),
         EventKind::LegalBasisRecorded {
             purpose,
@@ -689,17 +771,8 @@ fn kind_to_proto(kind: &EventKind) -> pb::event::Kind {
             evidence: evidence(form_url),
         }),
         EventKind::ObjectionRecorded { scope } => {
-            let (scope, purpose) = match scope {
-                model::ObjectionScope::DirectMarketing => {
-                    (pb::ObjectionScope::DirectMarketing, String::new())
-                }
-                model::ObjectionScope::Profiling => (pb::ObjectionScope::Profiling, String::new()),
-                model::ObjectionScope::Purpose(p) => (pb::ObjectionScope::Purpose, p.to_string()),
-            };
-            Kind::ObjectionRecorded(pb::ObjectionRecorded {
-                scope: scope as i32,
-                purpose,
-            })
+            let (scope, purpose) = objection_scope_to_proto(scope);
+            Kind::ObjectionRecorded(pb::ObjectionRecorded { scope, purpose })
         }
         EventKind::RestrictionApplied { ground, reference } => {
             Kind::RestrictionApplied(pb::RestrictionApplied {
@@ -721,6 +794,126 @@ fn kind_to_proto(kind: &EventKind) -> pb::event::Kind {
             version: version.clone(),
             text_sha256: text_sha256.clone(),
         }),
+        EventKind::ErasureExecuted { request_id, reason } => {
+            Kind::ErasureExecuted(pb::ErasureExecuted {
+                request_id: text(request_id),
+                reason: reason.clone(),
+            })
+        }
+    }
+}
+
+/// A decrypted personal-data record for an export.
+pub fn personal_record_to_proto(record: PersonalRecord) -> pb::PersonalRecord {
+    pb::PersonalRecord {
+        email: record.email.unwrap_or_default(),
+        name: record.name.unwrap_or_default(),
+        phone: record.phone.unwrap_or_default(),
+        ip_address: record.ip_address.unwrap_or_default(),
+        user_agent: record.user_agent.unwrap_or_default(),
+        notes: record.notes.unwrap_or_default(),
+    }
+}
+
+/// The erasure a contact's state records, with the entry that executed it.
+pub fn erasure_to_proto(entry: &StoredEntry) -> pb::Erasure {
+    let (request_id, reason) = match &entry.entry.body.event {
+        EventKind::ErasureExecuted { request_id, reason } => {
+            (request_id.clone().unwrap_or_default(), reason.clone())
+        }
+        _ => Default::default(),
+    };
+    pb::Erasure {
+        seq: entry.entry.seq,
+        contact_seq: entry.entry.contact_seq,
+        recorded_at: Some(to_timestamp(entry.entry.body.recorded_at)),
+        reason,
+        request_id,
+    }
+}
+
+/// A contact's folded state, for an export.
+pub fn contact_summary_to_proto(state: &ContactState) -> pb::ContactSummary {
+    let confirmed = |purpose: &model::PurposeId, channel: &model::ChannelId| {
+        state
+            .double_opt_ins
+            .iter()
+            .find(|d| d.purpose == *purpose && d.channel == *channel)
+            .and_then(|d| d.confirmed)
+            .map_or(0, |e| e.contact_seq)
+    };
+    pb::ContactSummary {
+        country: state.country.to_string(),
+        region: state
+            .region
+            .as_ref()
+            .map(|r| r.as_str().to_owned())
+            .unwrap_or_default(),
+        relationship: Some(pb::Relationship {
+            audience: audience_to_proto(state.relationship.audience),
+            lifecycle: lifecycle_to_proto(state.relationship.lifecycle),
+        }),
+        legal_bases: state
+            .bases
+            .iter()
+            .map(|b| pb::BasisSummary {
+                purpose: b.purpose.to_string(),
+                basis: legal_basis_to_proto(b.basis),
+                contact_seq: b.evidence.contact_seq,
+            })
+            .collect(),
+        consents: state
+            .consents
+            .iter()
+            .map(|c| pb::ConsentSummary {
+                purpose: c.purpose.to_string(),
+                channel: c.channel.to_string(),
+                granted_contact_seq: c.granted.as_ref().map_or(0, |g| g.evidence.contact_seq),
+                method: c
+                    .granted
+                    .as_ref()
+                    .map_or(0, |g| consent_method_to_proto(g.method)),
+                expires_at: c
+                    .granted
+                    .as_ref()
+                    .and_then(|g| g.expires_at)
+                    .map(to_timestamp),
+                withdrawn_contact_seq: c.withdrawn.map_or(0, |w| w.contact_seq),
+                confirmed_contact_seq: confirmed(&c.purpose, &c.channel),
+            })
+            .collect(),
+        objections: state
+            .objections
+            .iter()
+            .map(|o| {
+                let (scope, purpose) = objection_scope_to_proto(&o.scope);
+                pb::ObjectionSummary {
+                    scope,
+                    purpose,
+                    contact_seq: o.evidence.contact_seq,
+                }
+            })
+            .collect(),
+        restrictions: state
+            .restrictions
+            .iter()
+            .map(|r| pb::RestrictionSummary {
+                ground: restriction_ground_to_proto(r.ground),
+                contact_seq: r.evidence.contact_seq,
+            })
+            .collect(),
+        acquisition_contact_seqs: state.acquisitions.iter().map(|a| a.contact_seq).collect(),
+        erased_contact_seq: state.erased.map_or(0, |e| e.contact_seq),
+    }
+}
+
+fn objection_scope_to_proto(scope: &model::ObjectionScope) -> (i32, String) {
+    match scope {
+        model::ObjectionScope::DirectMarketing => {
+            (pb::ObjectionScope::DirectMarketing as i32, String::new())
+        }
+        model::ObjectionScope::Profiling => (pb::ObjectionScope::Profiling as i32, String::new()),
+        model::ObjectionScope::Purpose(p) => (pb::ObjectionScope::Purpose as i32, p.to_string()),
     }
 }
 
@@ -898,7 +1091,9 @@ mod tests {
                     email: "jane@example.com".into(),
                     name: "Jane".into(),
                     phone: String::new(),
+                    notes: String::new(),
                 }),
+                suppression_override: None,
             })),
             ..Default::default()
         }
@@ -924,7 +1119,11 @@ mod tests {
         let now = Utc::now();
         let mut event = registered();
         event.occurred_at = Some(to_timestamp(now + Duration::minutes(6)));
-        let err = submission_from_proto(event, &Registry::default(), now).unwrap_err();
+        let Err(SubmissionError::Invalid(err)) =
+            submission_from_proto(event, &Registry::default(), now)
+        else {
+            panic!("a time 6 minutes ahead must be refused");
+        };
         assert_eq!(err.field, "occurred_at");
         let mut event = registered();
         event.occurred_at = Some(to_timestamp(now + Duration::minutes(4)));
@@ -940,7 +1139,11 @@ mod tests {
                 lifecycle: 1,
             });
         }
-        let err = submission_from_proto(event, &Registry::default(), Utc::now()).unwrap_err();
+        let Err(SubmissionError::Invalid(err)) =
+            submission_from_proto(event, &Registry::default(), Utc::now())
+        else {
+            panic!("an unknown audience must be refused");
+        };
         assert_eq!(err.field, "contact_registered.relationship.audience");
         assert!(err.rule.contains("42"));
     }

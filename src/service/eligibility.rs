@@ -144,6 +144,7 @@ impl Policies {
                 vec![Submission {
                     event,
                     personal: None,
+                    entropy: None,
                 }],
             )
             .await?

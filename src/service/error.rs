@@ -4,7 +4,20 @@ use tonic::{Code, Status};
 
 use crate::ledger::ApplyError;
 use crate::model::ValidationError;
+use crate::service::convert::SubmissionError;
 use crate::store::{AppendError, ProofRequestError, StoreError};
+
+impl From<SubmissionError> for Status {
+    fn from(err: SubmissionError) -> Self {
+        match err {
+            SubmissionError::Invalid(e) => e.into(),
+            SubmissionError::Crypto(e) => {
+                tracing::error!(cause = %e, "cannot seal personal data");
+                Status::unavailable("cannot seal personal data right now; nothing was written")
+            }
+        }
+    }
+}
 
 impl From<ValidationError> for Status {
     fn from(err: ValidationError) -> Self {
@@ -31,6 +44,7 @@ impl From<StoreError> for Status {
             }
             StoreError::WriterStopped => Status::unavailable("the server is shutting down"),
             StoreError::Cancelled => Status::cancelled(err.to_string()),
+            StoreError::WrongMasterKey => Status::failed_precondition(err.to_string()),
         }
     }
 }
@@ -57,6 +71,8 @@ pub fn append_error_parts(err: &AppendError) -> (Code, &'static str, String) {
         AppendError::Rejected(ApplyError::NotRegistered) => (Code::NotFound, "contact_id"),
         AppendError::Rejected(rejected) => (Code::FailedPrecondition, rejected.field()),
         AppendError::IdempotencyConflict { .. } => (Code::AlreadyExists, "idempotency_key"),
+        AppendError::Suppressed { field, .. } => (Code::FailedPrecondition, *field),
+        AppendError::Unsealable => (Code::Internal, "personal"),
     };
     (code, field, err.to_string())
 }

@@ -4,8 +4,9 @@ use chrono::Utc;
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
+use super::auth::{Caller, Role};
 use super::convert::{
-    chain_report_to_proto, entry_to_proto, receipt_to_proto, submission_from_proto,
+    chain_report_to_proto, entry_to_proto, receipt_to_proto, submission_from_proto, SubmissionError,
 };
 use super::eligibility::Policies;
 use super::error::append_error_parts;
@@ -56,6 +57,7 @@ impl LedgerService for LedgerApi {
             .ok_or_else(|| ValidationError::new("event", "is required"))?;
         let submission = submission_from_proto(event, &self.policies.registry(), Utc::now())?;
         tracing::Span::current().record("contact", submission.event.contact_id.as_str());
+        may_override_suppression(&actor, &submission)?;
         let mut results = self.writer.append(&actor.name, vec![submission]).await?;
         let receipt = results
             .pop()
@@ -90,12 +92,21 @@ impl LedgerService for LedgerApi {
         let mut valid_at = Vec::with_capacity(events.len());
         for (index, event) in events.into_iter().enumerate() {
             match submission_from_proto(event, &registry, now) {
+                Ok(submission) if may_override_suppression(&actor, &submission).is_err() => results
+                    .push(Some(pb::append_result::Outcome::Error(pb::AppendError {
+                        code: tonic::Code::PermissionDenied as i32,
+                        field: "suppression_override".into(),
+                        message: OVERRIDE_NEEDS_DPO.into(),
+                    }))),
                 Ok(submission) => {
                     valid.push(submission);
                     valid_at.push(index);
                     results.push(None);
                 }
-                Err(err) => {
+                Err(SubmissionError::Crypto(err)) => {
+                    return Err(SubmissionError::Crypto(err).into())
+                }
+                Err(SubmissionError::Invalid(err)) => {
                     results.push(Some(pb::append_result::Outcome::Error(pb::AppendError {
                         code: tonic::Code::InvalidArgument as i32,
                         field: err.field.clone(),
@@ -218,6 +229,17 @@ impl LedgerService for LedgerApi {
             root_hash: head.root.to_vec(),
         }))
     }
+}
+
+const OVERRIDE_NEEDS_DPO: &str =
+    "suppression_override: only a caller with the dpo role may record a suppressed identity again";
+
+/// Refuses a suppression override from a caller without the `dpo` role.
+fn may_override_suppression(actor: &Caller, submission: &Submission) -> Result<(), Status> {
+    if submission.event.kind.suppression_override().is_some() && !actor.roles.contains(&Role::Dpo) {
+        return Err(Status::permission_denied(OVERRIDE_NEEDS_DPO));
+    }
+    Ok(())
 }
 
 /// Page tokens are `h` followed by the last contact seq returned, in hex. Opaque to

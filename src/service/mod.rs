@@ -7,11 +7,13 @@ pub mod convert;
 pub mod eligibility;
 pub mod error;
 pub mod ledger;
+pub mod rights;
 
 pub use audit::AuditApi;
 pub use auth::Caller;
 pub use eligibility::EligibilityApi;
 pub use ledger::LedgerApi;
+pub use rights::RightsApi;
 
 /// Reads the caller placed in a request by the server.
 pub(crate) fn caller<T>(request: &tonic::Request<T>) -> Result<Caller, tonic::Status> {

@@ -20,9 +20,13 @@ pub(crate) const CHECKPOINTS: &str = "checkpoints";
 
 /// Policy pack texts by the SHA-256 of the text.
 pub(crate) const POLICIES: &str = "policies";
+/// Wrapped data key by contact id (deleted on erasure).
+pub(crate) const KEYS: &str = "keys";
+/// Global seq of the erasure entry by keyed identity digest (32 bytes).
+pub(crate) const SUPPRESSION: &str = "suppression";
 
 /// Every column family the store opens.
-pub(crate) const ALL: [&str; 9] = [
+pub(crate) const ALL: [&str; 11] = [
     ENTRIES,
     CONTACT_INDEX,
     MERKLE,
@@ -32,6 +36,8 @@ pub(crate) const ALL: [&str; 9] = [
     META,
     CHECKPOINTS,
     POLICIES,
+    KEYS,
+    SUPPRESSION,
 ];
 
 /// Meta key: number of entries (u64).
@@ -40,6 +46,18 @@ pub(crate) const META_TREE_SIZE: &[u8] = b"tree_size";
 pub(crate) const META_TREE_ROOT: &[u8] = b"tree_root";
 /// Meta key: recorded time of the last entry (i64 nanoseconds since the epoch).
 pub(crate) const META_LAST_RECORDED_AT: &[u8] = b"last_recorded_at";
+/// Meta key: a keyed digest that tells whether the configured master key is the one the
+/// ledger's data keys are wrapped with.
+pub(crate) const META_MASTER_KEY_CHECK: &[u8] = b"master_key_check";
+/// Meta key prefix: `purge/<contact id>` marks an erasure whose deleted values RocksDB
+/// must still be made to drop from its files; the value lists the seqs (BE u64 each).
+pub(crate) const META_PURGE_PREFIX: &[u8] = b"purge/";
+
+pub(crate) fn purge_key(contact_id: &str) -> Vec<u8> {
+    let mut key = META_PURGE_PREFIX.to_vec();
+    key.extend_from_slice(contact_id.as_bytes());
+    key
+}
 
 pub(crate) fn seq_key(seq: u64) -> [u8; 8] {
     seq.to_be_bytes()

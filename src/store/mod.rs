@@ -4,6 +4,7 @@
 
 mod checkpoints;
 mod keys;
+mod personal;
 mod policies;
 mod proofs;
 mod verify;
@@ -17,12 +18,14 @@ use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Direction, IteratorMode, Opt
 
 use crate::audit::chain::{ChainBreak, ChainVerifier, StoredLink};
 use crate::audit::merkle::{empty_root, Frontier};
+use crate::crypto::Keyring;
 use crate::ledger::entry::{entry_hash, Entry, EntryError};
 use crate::ledger::projection::{state_at, ChainHead, Cutoff};
 use crate::ledger::{ContactState, Hash};
 use crate::model::ContactId;
 
 pub use checkpoints::{Checkpointer, StoredCheckpoint};
+pub use personal::PurgeReport;
 pub use proofs::ProofRequestError;
 pub use verify::{Damage, DamageKind, LedgerReport};
 pub use writer::{AppendError, Receipt, WriterHandle, WriterThread};
@@ -42,6 +45,9 @@ pub enum StoreError {
     /// A long read was stopped because its caller went away.
     #[error("cancelled: the caller went away")]
     Cancelled,
+    /// The configured master key is not the one the ledger's data keys are wrapped with.
+    #[error("the configured master key is not the one this ledger's personal data is sealed with; configure the original master key file")]
+    WrongMasterKey,
 }
 
 impl StoreError {
@@ -52,6 +58,7 @@ impl StoreError {
             Self::Corrupt(what) => Self::Corrupt(what.clone()),
             Self::WriterStopped => Self::WriterStopped,
             Self::Cancelled => Self::Cancelled,
+            Self::WrongMasterKey => Self::WrongMasterKey,
         }
     }
 }
@@ -137,7 +144,10 @@ impl Store {
         let families = keys::ALL.iter().map(|name| {
             let mut table = rocksdb::BlockBasedOptions::default();
             table.set_block_cache(&cache);
-            if matches!(*name, keys::STATE | keys::IDEMPOTENCY | keys::POLICIES) {
+            if matches!(
+                *name,
+                keys::STATE | keys::IDEMPOTENCY | keys::POLICIES | keys::KEYS | keys::SUPPRESSION
+            ) {
                 table.set_bloom_filter(10.0, false);
                 table.set_cache_index_and_filter_blocks(true);
                 table.set_pin_l0_filter_and_index_blocks_in_cache(true);
@@ -150,10 +160,16 @@ impl Store {
         Ok(Self { db: Arc::new(db) })
     }
 
-    /// Starts the single writer on its own thread. Appends go through the returned handle;
-    /// the thread ends when every handle is dropped, after answering what it has taken.
-    pub fn start_writer(&self) -> Result<(WriterHandle, WriterThread), StoreError> {
-        writer::start(self.clone())
+    /// Starts the single writer on its own thread, sealing personal data with keys from
+    /// `keyring`. Appends go through the returned handle; the thread ends when every
+    /// handle is dropped, after answering what it has taken. Refuses a keyring whose
+    /// master key is not the one the ledger's data keys are wrapped with.
+    pub fn start_writer(
+        &self,
+        keyring: Arc<Keyring>,
+    ) -> Result<(WriterHandle, WriterThread), StoreError> {
+        self.check_master_key(&keyring)?;
+        writer::start(self.clone(), keyring)
     }
 
     fn cf(&self, name: &str) -> &ColumnFamily {

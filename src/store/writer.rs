@@ -4,9 +4,15 @@
 //! that batch is durable on disk.
 //!
 //! Apply is a deterministic function of the stored state, the group of requests and the
-//! one time read per group: no other clock reads, no randomness, no map-order dependence.
+//! one time read per group: no other clock reads, no randomness (the randomness that seals
+//! personal data arrives with the request), no map-order dependence.
+//!
+//! Personal data is sealed here, under the contact's data key, so the stored entry holds
+//! only the digest of the sealed record. An erasure destroys the data key and every
+//! sealed record of the contact and suppresses its identities, in the same batch.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use chrono::{DateTime, Utc};
@@ -14,12 +20,14 @@ use rocksdb::{WriteBatch, WriteOptions};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
+use super::personal::decode_record;
 use super::{keys, Store, StoreError, TreeHead};
 use crate::audit::merkle::Frontier;
+use crate::crypto::{seal_record, DataKey, Entropy, IdentityDigest, Keyring};
 use crate::ledger::entry::{entry_hash, Entry, EntryBody};
 use crate::ledger::projection::{self, ApplyError, ChainHead};
 use crate::ledger::{ContactState, Hash};
-use crate::model::{ContactId, Submission};
+use crate::model::{ContactId, EventKind, Submission};
 
 /// Most events taken into one group commit.
 const MAX_GROUP_EVENTS: usize = 8192;
@@ -61,6 +69,17 @@ pub enum AppendError {
         /// The entry it produced.
         seq: u64,
     },
+    /// The event records an email or phone that an erasure suppressed.
+    #[error("suppressed by the erasure recorded at seq {erasure_seq}: this identity was erased and may not be recorded again unless a DPO sets suppression_override with a reason")]
+    Suppressed {
+        /// The field holding the suppressed identity.
+        field: &'static str,
+        /// Global seq of the erasure entry.
+        erasure_seq: u64,
+    },
+    /// Personal data arrived without the randomness to seal it (a server defect).
+    #[error("personal data arrived without the randomness to seal it")]
+    Unsealable,
 }
 
 type GroupResult = Result<Vec<Result<Receipt, AppendError>>, StoreError>;
@@ -126,7 +145,10 @@ impl WriterThread {
     }
 }
 
-pub(super) fn start(store: Store) -> Result<(WriterHandle, WriterThread), StoreError> {
+pub(super) fn start(
+    store: Store,
+    keyring: Arc<Keyring>,
+) -> Result<(WriterHandle, WriterThread), StoreError> {
     let head = store.tree_head()?;
     let frontier = store.frontier(head.size)?;
     if frontier.root() != head.root {
@@ -139,6 +161,7 @@ pub(super) fn start(store: Store) -> Result<(WriterHandle, WriterThread), StoreE
     let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
     let mut writer = Writer {
         store,
+        keyring,
         frontier,
         last_recorded_at,
     };
@@ -151,6 +174,7 @@ pub(super) fn start(store: Store) -> Result<(WriterHandle, WriterThread), StoreE
 
 struct Writer {
     store: Store,
+    keyring: Arc<Keyring>,
     frontier: Frontier,
     last_recorded_at: Option<DateTime<Utc>>,
 }
@@ -204,7 +228,7 @@ impl Writer {
         jobs: &[Job],
         now: DateTime<Utc>,
     ) -> Result<(Frontier, TreeHead, Staged), StoreError> {
-        let mut group = Group::new(&self.store, self.frontier.clone(), now);
+        let mut group = Group::new(&self.store, &self.keyring, self.frontier.clone(), now);
         let mut results = Vec::with_capacity(jobs.len());
         for job in jobs {
             let mut job_results = Vec::with_capacity(job.submissions.len());
@@ -265,6 +289,7 @@ struct KeyUse {
 /// events in the group see earlier ones.
 struct Group<'s> {
     store: &'s Store,
+    keyring: &'s Keyring,
     frontier: Frontier,
     now: DateTime<Utc>,
     batch: WriteBatch,
@@ -274,12 +299,19 @@ struct Group<'s> {
     key_uses: HashMap<String, KeyUse>,
     /// Keys first used in this group, in order (written at commit with the final head).
     new_keys: Vec<String>,
+    /// Data keys created, used or destroyed (`None`) in this group.
+    data_keys: HashMap<ContactId, Option<DataKey>>,
+    /// Sealed records staged in this group: contact -> (seq, contact seq, sealed bytes).
+    sealed: HashMap<ContactId, Vec<(u64, u64, Vec<u8>)>>,
+    /// Identities suppressed by erasures in this group, with the erasure's seq.
+    suppressed: HashMap<IdentityDigest, u64>,
 }
 
 impl<'s> Group<'s> {
-    fn new(store: &'s Store, frontier: Frontier, now: DateTime<Utc>) -> Self {
+    fn new(store: &'s Store, keyring: &'s Keyring, frontier: Frontier, now: DateTime<Utc>) -> Self {
         Self {
             store,
+            keyring,
             frontier,
             now,
             batch: WriteBatch::default(),
@@ -287,7 +319,113 @@ impl<'s> Group<'s> {
             internal_heads: HashMap::new(),
             key_uses: HashMap::new(),
             new_keys: Vec::new(),
+            data_keys: HashMap::new(),
+            sealed: HashMap::new(),
+            suppressed: HashMap::new(),
         }
+    }
+
+    /// The contact's data key as this group sees it.
+    fn data_key(&self, contact: &ContactId) -> Result<Option<DataKey>, StoreError> {
+        match self.data_keys.get(contact) {
+            Some(key) => Ok(key.clone()),
+            None => self.store.data_key(contact, self.keyring),
+        }
+    }
+
+    fn suppressed_by(&self, identity: &IdentityDigest) -> Result<Option<u64>, StoreError> {
+        match self.suppressed.get(identity) {
+            Some(seq) => Ok(Some(*seq)),
+            None => self.store.suppressed_by(identity),
+        }
+    }
+
+    /// Seals the submission's personal data for the entry at `contact_seq`: returns the
+    /// sealed record and, for a contact without a data key, the new key to store.
+    fn seal(
+        &self,
+        submission: &Submission,
+        contact_seq: u64,
+    ) -> Result<Result<Option<Sealed>, AppendError>, StoreError> {
+        let Some(personal) = submission.personal.as_ref().filter(|p| !p.is_empty()) else {
+            return Ok(Ok(None));
+        };
+        let Some(entropy) = submission.entropy.map(Entropy::from_bytes) else {
+            return Ok(Err(AppendError::Unsealable));
+        };
+        let contact = &submission.event.contact_id;
+        let event = &submission.event.kind;
+        if event.suppression_override().is_none() {
+            for identity in self.keyring.identity_digests(personal) {
+                if let Some(erasure_seq) = self.suppressed_by(&identity)? {
+                    let field = match event {
+                        EventKind::ProfileUpdated(_) => "profile_updated.personal",
+                        _ => "contact_registered.personal",
+                    };
+                    return Ok(Err(AppendError::Suppressed { field, erasure_seq }));
+                }
+            }
+        }
+        let (key, new_key) = match self.data_key(contact)? {
+            Some(key) => (key, None),
+            None => {
+                let key = entropy.data_key();
+                let wrapped = self.keyring.wrap_data_key(contact.as_str(), &key, &entropy);
+                (key, Some(wrapped))
+            }
+        };
+        let plain = serde_json::to_vec(personal).expect("personal records always serialize");
+        let record = seal_record(&key, contact.as_str(), contact_seq, &entropy, &plain);
+        Ok(Ok(Some(Sealed {
+            record,
+            key,
+            new_key,
+        })))
+    }
+
+    /// Stages the destruction of the contact's data key and every sealed record, and the
+    /// suppression of every identity those records held, for the erasure entry `seq`.
+    fn stage_erasure(&mut self, contact: &ContactId, seq: u64) -> Result<(), StoreError> {
+        let key = self.data_key(contact)?;
+        let mut records = Vec::new();
+        for item in self.store.contact_index(contact, 1) {
+            let (contact_seq, entry_seq) = item?;
+            if let Some(sealed) = self.store.sealed_record(entry_seq)? {
+                records.push((entry_seq, contact_seq, sealed));
+            }
+        }
+        records.extend(self.sealed.remove(contact).unwrap_or_default());
+        let db = self.store;
+        let mut purged = Vec::with_capacity(records.len() * 8);
+        for (entry_seq, contact_seq, sealed) in records {
+            match key
+                .as_ref()
+                .map(|key| decode_record(key, contact, contact_seq, &sealed))
+            {
+                Some(Ok(record)) => {
+                    for identity in self.keyring.identity_digests(&record) {
+                        self.batch
+                            .put_cf(db.cf(keys::SUPPRESSION), identity, seq.to_be_bytes());
+                        self.suppressed.insert(identity, seq);
+                    }
+                }
+                // Still deleted: what does not open cannot be suppressed, only destroyed.
+                Some(Err(err)) => {
+                    tracing::warn!(contact = %contact, seq = entry_seq, cause = %err, "erasing a sealed record that does not open");
+                }
+                None => {
+                    tracing::warn!(contact = %contact, seq = entry_seq, "erasing a sealed record whose data key is already gone");
+                }
+            }
+            self.batch
+                .delete_cf(db.cf(keys::PII), keys::seq_key(entry_seq));
+            purged.extend_from_slice(&entry_seq.to_be_bytes());
+        }
+        self.batch.delete_cf(db.cf(keys::KEYS), contact.as_str());
+        self.data_keys.insert(contact.clone(), None);
+        self.batch
+            .put_cf(db.cf(keys::META), keys::purge_key(contact.as_str()), purged);
+        Ok(())
     }
 
     fn state(&mut self, contact: &ContactId) -> Result<Option<ContactState>, StoreError> {
@@ -319,7 +457,7 @@ impl<'s> Group<'s> {
         submission: &Submission,
     ) -> Result<Result<Pending, AppendError>, StoreError> {
         let event = &submission.event;
-        let request_digest = request_digest(submission);
+        let request_digest = request_digest(self.keyring, submission);
         if let Some(key) = &event.idempotency_key {
             if let Some(used) = self.key_use(key.as_str())? {
                 if used.request_digest != request_digest {
@@ -354,11 +492,10 @@ impl<'s> Group<'s> {
         let (contact_seq, prev_hash) = head.map_or((1, crate::ledger::ZERO_HASH), |h| {
             (h.head_contact_seq + 1, h.head_hash)
         });
-        let personal = submission
-            .personal
-            .as_ref()
-            .filter(|p| !p.is_empty())
-            .map(|p| serde_json::to_vec(p).expect("personal records always serialize"));
+        let sealed = match self.seal(submission, contact_seq)? {
+            Ok(sealed) => sealed,
+            Err(refused) => return Ok(Err(refused)),
+        };
         let seq = self.frontier.size() + 1;
         let entry = Entry {
             seq,
@@ -370,7 +507,9 @@ impl<'s> Group<'s> {
                 occurred_at: event.occurred_at.unwrap_or(self.now),
                 actor: actor.to_owned(),
                 idempotency_key: event.idempotency_key.clone(),
-                personal_data_sha256: personal.as_ref().map(|p| hex::encode(Sha256::digest(p))),
+                personal_data_sha256: sealed
+                    .as_ref()
+                    .map(|s| hex::encode(Sha256::digest(&s.record))),
                 event: event.kind.clone(),
             },
         };
@@ -387,7 +526,7 @@ impl<'s> Group<'s> {
         };
 
         // Accepted: stage everything it touches.
-        let db = &self.store;
+        let db = self.store;
         self.batch
             .put_cf(db.cf(keys::ENTRIES), keys::seq_key(seq), &bytes);
         self.batch.put_cf(
@@ -395,9 +534,22 @@ impl<'s> Group<'s> {
             keys::contact_index_key(event.contact_id.as_str(), contact_seq),
             keys::seq_key(seq),
         );
-        if let Some(personal) = &personal {
+        if let Some(sealed) = sealed {
+            if let Some(wrapped) = &sealed.new_key {
+                self.batch
+                    .put_cf(db.cf(keys::KEYS), event.contact_id.as_str(), wrapped);
+            }
             self.batch
-                .put_cf(db.cf(keys::PII), keys::seq_key(seq), personal);
+                .put_cf(db.cf(keys::PII), keys::seq_key(seq), &sealed.record);
+            self.data_keys
+                .insert(event.contact_id.clone(), Some(sealed.key));
+            self.sealed
+                .entry(event.contact_id.clone())
+                .or_default()
+                .push((seq, contact_seq, sealed.record));
+        }
+        if matches!(event.kind, EventKind::ErasureExecuted { .. }) {
+            self.stage_erasure(&event.contact_id, seq)?;
         }
         for node in self.frontier.push(hash) {
             self.batch.put_cf(
@@ -480,6 +632,14 @@ impl<'s> Group<'s> {
     }
 }
 
+/// Personal data sealed for one entry.
+struct Sealed {
+    record: Vec<u8>,
+    key: DataKey,
+    /// The wrapped key, when the contact had none before.
+    new_key: Option<Vec<u8>>,
+}
+
 /// What an accepted entry makes of its chain's state.
 enum Next {
     Contact(Box<ContactState>),
@@ -487,15 +647,15 @@ enum Next {
 }
 
 /// Digest of everything the client sent for one event, personal data included, so a retry
-/// is recognised only if it is the same request.
-fn request_digest(submission: &Submission) -> Hash {
-    let mut hasher = Sha256::new();
-    hasher.update(serde_json::to_vec(&submission.event).expect("events always serialize"));
-    hasher.update([0]);
+/// is recognised only if it is the same request. Keyed, so the idempotency record never
+/// holds a plain hash of personal data.
+fn request_digest(keyring: &Keyring, submission: &Submission) -> Hash {
+    let mut request = serde_json::to_vec(&submission.event).expect("events always serialize");
+    request.push(0);
     if let Some(personal) = &submission.personal {
-        hasher.update(serde_json::to_vec(personal).expect("personal records always serialize"));
+        request.extend(serde_json::to_vec(personal).expect("personal records always serialize"));
     }
-    hasher.finalize().into()
+    keyring.fingerprint(&request)
 }
 
 /// `digest(32) seq(8) contact_seq(8) hash(32) tree_size(8) root(32) recorded_at_nanos(8)

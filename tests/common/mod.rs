@@ -105,7 +105,9 @@ pub fn registered(contact: &str, country: &str) -> pb::Event {
                 email: format!("{contact}@example.test"),
                 name: format!("Name of {contact}"),
                 phone: String::new(),
+                notes: String::new(),
             }),
+            suppression_override: None,
         }),
     )
 }
