@@ -192,6 +192,7 @@ pub async fn run(
         writer.clone(),
         keyring,
         checkpointer.clone(),
+        policies.clone(),
     ))
     .max_decoding_message_size(limits.max_message_bytes);
     let ledger = LedgerApi::new(store.clone(), writer, policies, limits);

@@ -355,3 +355,402 @@ async fn exports_and_erasure_refuse_bad_requests() {
     drop(rights);
     server.stop().await;
 }
+
+fn open(contact: &str, kind: pb::RequestKind, regime: pb::RequestRegime) -> pb::OpenRequestRequest {
+    pb::OpenRequestRequest {
+        contact_id: contact.into(),
+        kind: kind as i32,
+        regime: regime as i32,
+        channel: "email".into(),
+        requester: Some(pb::PersonalData {
+            email: format!("{contact}@example.test"),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn received(day: &str) -> Option<prost_types::Timestamp> {
+    let date = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").unwrap();
+    Some(consent_ledger::service::convert::to_timestamp(
+        date.and_hms_opt(10, 0, 0).unwrap().and_utc(),
+    ))
+}
+
+fn refused_rule(status: tonic::Status, rule: &str) {
+    assert_eq!(
+        status.code(),
+        Code::FailedPrecondition,
+        "{}",
+        status.message()
+    );
+    assert!(
+        status.message().contains(rule),
+        "expected rule {rule}: {}",
+        status.message()
+    );
+}
+
+async fn list(
+    rights: &mut RightsServiceClient<Channel>,
+    request: pb::ListRequestsRequest,
+) -> Vec<String> {
+    rights
+        .list_requests(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .requests
+        .into_iter()
+        .map(|r| r.request_id)
+        .collect()
+}
+
+#[tokio::test]
+async fn requests_run_from_receipt_to_completion_under_the_deadline_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let channel = server.channel().await;
+    let mut ledger = server.client().await;
+    let mut rights = RightsServiceClient::new(channel.clone());
+    let mut eligibility = EligibilityServiceClient::new(channel);
+    for contact in ["crm-r1", "crm-r2", "crm-r3"] {
+        append(&mut ledger, registered(contact, "FR")).await;
+        append(&mut ledger, consent_granted(contact, "email_marketing")).await;
+    }
+    let today = chrono::Utc::now().date_naive();
+
+    // A GDPR request received on 31 January is due on the last day of February, and is
+    // overdue now; it can no longer be extended.
+    let mut late = open("crm-r1", pb::RequestKind::Access, pb::RequestRegime::Gdpr);
+    late.received_at = received("2026-01-31");
+    let late = rights.open_request(late).await.unwrap().into_inner();
+    let late_request = late.request.unwrap();
+    assert_eq!(late_request.received_on, "2026-01-31");
+    assert_eq!(late_request.due_on, "2026-02-28");
+    assert_eq!(late_request.status, pb::RequestStatus::Open as i32);
+    assert!(late_request.overdue);
+    assert!(late_request.days_left < 0);
+    assert_eq!(late.receipt.unwrap().contact_seq, 3);
+    let extend_late = rights
+        .extend_request(pb::ExtendRequestRequest {
+            request_id: late_request.request_id.clone(),
+            reason: "complex".into(),
+            subject_notified_on: today.to_string(),
+        })
+        .await
+        .unwrap_err();
+    refused_rule(extend_late, "extend_within_first_period");
+
+    // An erasure request: extended once within the first month, completed only after the
+    // erasure ran for it, and closed for good afterwards.
+    let erasure = rights
+        .open_request(open(
+            "crm-r1",
+            pb::RequestKind::Erasure,
+            pb::RequestRegime::Gdpr,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .request
+        .unwrap();
+    let id = erasure.request_id.clone();
+    let extended = rights
+        .extend_request(pb::ExtendRequestRequest {
+            request_id: id.clone(),
+            reason: "several systems to search".into(),
+            subject_notified_on: today.to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .request
+        .unwrap();
+    assert_eq!(extended.status, pb::RequestStatus::Extended as i32);
+    assert_eq!(
+        extended.due_on,
+        consent_ledger::rights::add_months_clamped(
+            chrono::NaiveDate::parse_from_str(&erasure.due_on, "%Y-%m-%d").unwrap(),
+            2
+        )
+        .to_string()
+    );
+    let twice = rights
+        .extend_request(pb::ExtendRequestRequest {
+            request_id: id.clone(),
+            reason: "again".into(),
+            subject_notified_on: today.to_string(),
+        })
+        .await
+        .unwrap_err();
+    refused_rule(twice, "extend_once");
+    let no_reason = rights
+        .reject_request(pb::RejectRequestRequest {
+            request_id: id.clone(),
+            reason: " ".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(no_reason.code(), Code::InvalidArgument);
+    assert!(no_reason.message().starts_with("reason:"));
+    let too_early = rights
+        .complete_request(pb::CompleteRequestRequest {
+            request_id: id.clone(),
+            outcome: "erased".into(),
+        })
+        .await
+        .unwrap_err();
+    refused_rule(too_early, "erasure_not_executed");
+    let wrong_request = rights
+        .erase_contact(pb::EraseContactRequest {
+            contact_id: "crm-r1".into(),
+            reason: "Art. 17".into(),
+            request_id: late_request.request_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    refused_rule(wrong_request, "erasure_request_open");
+    rights
+        .erase_contact(pb::EraseContactRequest {
+            contact_id: "crm-r1".into(),
+            reason: "Art. 17".into(),
+            request_id: id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let done = rights
+        .complete_request(pb::CompleteRequestRequest {
+            request_id: id.clone(),
+            outcome: "erased; subject told by letter".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .request
+        .unwrap();
+    assert_eq!(done.status, pb::RequestStatus::Completed as i32);
+    assert!(!done.closed_late);
+    let after_close = rights
+        .reject_request(pb::RejectRequestRequest {
+            request_id: id.clone(),
+            reason: "too late".into(),
+        })
+        .await
+        .unwrap_err();
+    refused_rule(after_close, "closed");
+
+    // An objection to direct marketing takes effect at once and cannot be rejected.
+    let mut objection = open(
+        "crm-r2",
+        pb::RequestKind::Objection,
+        pb::RequestRegime::UkGdpr,
+    );
+    objection.objection_scope = pb::ObjectionScope::DirectMarketing as i32;
+    let objection = rights
+        .open_request(objection)
+        .await
+        .unwrap()
+        .into_inner()
+        .request
+        .unwrap();
+    let decision = check(&mut eligibility, "crm-r2", "email_marketing").await;
+    assert!(!decision.allowed);
+    assert_eq!(decision.rule_id, "objection");
+    let reject_absolute = rights
+        .reject_request(pb::RejectRequestRequest {
+            request_id: objection.request_id.clone(),
+            reason: "we disagree".into(),
+        })
+        .await
+        .unwrap_err();
+    refused_rule(reject_absolute, "objection_absolute");
+
+    // A restriction request restricts at once; rejecting it lifts that again.
+    let mut restriction = open(
+        "crm-r3",
+        pb::RequestKind::Restriction,
+        pb::RequestRegime::Ccpa,
+    );
+    restriction.restriction_ground = pb::RestrictionGround::AccuracyContested as i32;
+    let restriction = rights
+        .open_request(restriction)
+        .await
+        .unwrap()
+        .into_inner()
+        .request
+        .unwrap();
+    assert!(!restriction.acknowledgement_due_on.is_empty());
+    assert_eq!(
+        check(&mut eligibility, "crm-r3", "email_marketing")
+            .await
+            .rule_id,
+        "restriction"
+    );
+    rights
+        .acknowledge_request(pb::AcknowledgeRequestRequest {
+            request_id: restriction.request_id.clone(),
+        })
+        .await
+        .unwrap();
+    rights
+        .reject_request(pb::RejectRequestRequest {
+            request_id: restriction.request_id.clone(),
+            reason: "the data was verified as accurate".into(),
+        })
+        .await
+        .unwrap();
+    assert!(
+        check(&mut eligibility, "crm-r3", "email_marketing")
+            .await
+            .allowed
+    );
+
+    // LGPD has no extension; identity can be verified once.
+    let lgpd = rights
+        .open_request(open(
+            "crm-r3",
+            pb::RequestKind::Access,
+            pb::RequestRegime::Lgpd,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .request
+        .unwrap();
+    let no_extension = rights
+        .extend_request(pb::ExtendRequestRequest {
+            request_id: lgpd.request_id.clone(),
+            reason: "complex".into(),
+            subject_notified_on: today.to_string(),
+        })
+        .await
+        .unwrap_err();
+    refused_rule(no_extension, "no_extension");
+    let verify = |request_id: String| pb::VerifyRequestIdentityRequest {
+        request_id,
+        method: "reply from the registered address".into(),
+    };
+    rights
+        .verify_request_identity(verify(lgpd.request_id.clone()))
+        .await
+        .unwrap();
+    let verify_twice = rights
+        .verify_request_identity(verify(lgpd.request_id.clone()))
+        .await
+        .unwrap_err();
+    refused_rule(verify_twice, "verify_once");
+
+    // The same idempotency key opens the same request once.
+    let mut keyed = open(
+        "crm-r3",
+        pb::RequestKind::Portability,
+        pb::RequestRegime::Gdpr,
+    );
+    keyed.idempotency_key = "ticket-4711".into();
+    let first = rights
+        .open_request(keyed.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    let again = rights.open_request(keyed).await.unwrap().into_inner();
+    assert_eq!(
+        first.request.unwrap().request_id,
+        again.request.as_ref().unwrap().request_id
+    );
+    assert!(again.receipt.unwrap().replayed);
+
+    // Listings: overdue, due soon, closed, and every request page by page.
+    let overdue = list(
+        &mut rights,
+        pb::ListRequestsRequest {
+            overdue: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(overdue, vec![late_request.request_id.clone()]);
+    let due_soon = list(
+        &mut rights,
+        pb::ListRequestsRequest {
+            due_within_days: 20,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        due_soon,
+        vec![late_request.request_id.clone(), lgpd.request_id.clone()]
+    );
+    let mut closed = list(
+        &mut rights,
+        pb::ListRequestsRequest {
+            filter: pb::RequestFilter::Closed as i32,
+            ..Default::default()
+        },
+    )
+    .await;
+    closed.sort();
+    let mut expected = vec![id.clone(), restriction.request_id.clone()];
+    expected.sort();
+    assert_eq!(closed, expected);
+    let mut paged = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = rights
+            .list_requests(pb::ListRequestsRequest {
+                filter: pb::RequestFilter::All as i32,
+                page_size: 2,
+                page_token,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        paged.extend(page.requests.into_iter().map(|r| r.request_id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    assert_eq!(paged.len(), 6, "{paged:?}");
+    let mut unique = paged.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 6);
+    let access_erasure_objection = list(
+        &mut rights,
+        pb::ListRequestsRequest {
+            kind: pb::RequestKind::Objection as i32,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(access_erasure_objection, vec![objection.request_id.clone()]);
+
+    let unknown = rights
+        .get_request(pb::GetRequestRequest {
+            request_id: "dsr-none".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+    // Request steps cannot be forged through Append.
+    let forged = ledger
+        .append(pb::AppendRequest {
+            event: Some(common::event(
+                "crm-r2",
+                pb::event::Kind::RequestCompleted(pb::RequestCompleted {
+                    request_id: objection.request_id.clone(),
+                    outcome: "forged".into(),
+                }),
+            )),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(forged.code(), Code::InvalidArgument);
+    drop((ledger, rights, eligibility));
+    server.stop().await;
+}

@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 use super::entry::{Entry, Hash, ZERO_HASH};
 use crate::model::{
     ChannelId, ConsentMethod, Country, EventKind, LegalBasis, ObjectionScope, PurposeId, Region,
-    Relationship, RestrictionGround,
+    Relationship, RequestKind, RestrictionGround,
 };
+use crate::rights::{RequestState, TransitionError};
 
 /// Points at the entry that established a fact.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,6 +136,21 @@ pub struct ContactState {
     pub personal_data: Option<EvidenceRef>,
     /// The erasure of the contact's personal data, once executed.
     pub erased: Option<EvidenceRef>,
+    /// Data-subject requests, in the order they were opened.
+    pub requests: Vec<RequestRecord>,
+}
+
+/// One data-subject request and where it stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    /// Server-assigned id.
+    pub id: String,
+    /// Status and deadlines.
+    pub state: RequestState,
+    /// The entry that opened it.
+    pub opened: EvidenceRef,
+    /// The entry of its latest step.
+    pub last_step: EvidenceRef,
 }
 
 /// An event that cannot apply to the contact as it stands.
@@ -171,6 +187,12 @@ pub enum ApplyError {
     /// A ledger-internal event on a contact's chain.
     #[error("this event kind is written only by the ledger itself")]
     InternalEvent,
+    /// A request step the request's lifecycle or the law does not allow.
+    #[error(transparent)]
+    Request(#[from] TransitionError),
+    /// A step of a request the contact does not have.
+    #[error("the contact has no request {0}")]
+    UnknownRequest(String),
     /// An event an erased contact no longer takes.
     #[error("the contact's personal data was erased at contact seq {contact_seq}: only withdrawals, objections and restrictions are recorded for it, without personal data")]
     Erased {
@@ -185,6 +207,7 @@ impl ApplyError {
         match self {
             Self::NotRegistered | Self::AlreadyRegistered | Self::ReservedContact => "contact_id",
             Self::InternalEvent | Self::Erased { .. } => "kind",
+            Self::Request(_) | Self::UnknownRequest(_) => "request_id",
             Self::RegionOutsideCountry { .. } => "profile_updated.region",
             Self::UnknownDoubleOptInToken { .. } => "double_opt_in_confirmed.token_sha256",
             Self::NoSuchRestriction(_) => "restriction_lifted.restriction_contact_seq",
@@ -232,6 +255,7 @@ pub fn apply(
             acquisitions: Vec::new(),
             personal_data: None,
             erased: None,
+            requests: Vec::new(),
         },
         (_, event) if event.is_internal() => return Err(ApplyError::InternalEvent),
         (None, _) => return Err(ApplyError::NotRegistered),
@@ -305,7 +329,103 @@ impl ContactState {
                 }
             }
             EventKind::AcquisitionRecorded { .. } => self.acquisitions.push(evidence),
-            EventKind::ErasureExecuted { .. } => self.erased = Some(evidence),
+            EventKind::ErasureExecuted { request_id, .. } => {
+                if let Some(id) = request_id {
+                    let request = &self.request(id)?.state;
+                    if request.kind != RequestKind::Erasure || request.status.is_closed() {
+                        return Err(ApplyError::Request(TransitionError {
+                            rule: "erasure_request_open",
+                            message: format!(
+                                "request {id} is a {} request that is {}: an erasure can only fulfil an open erasure request",
+                                request.kind,
+                                request.status.name()
+                            ),
+                        }));
+                    }
+                }
+                self.erased = Some(evidence);
+            }
+            EventKind::RequestOpened {
+                request_id,
+                kind,
+                regime,
+                objection,
+                restriction_ground,
+                ..
+            } => {
+                if self.requests.iter().any(|r| r.id == *request_id) {
+                    return Err(ApplyError::Request(TransitionError {
+                        rule: "request_id_unique",
+                        message: format!("the contact already has a request {request_id}"),
+                    }));
+                }
+                let state =
+                    RequestState::open(*kind, *regime, evidence.occurred_at, evidence.recorded_at)?;
+                // Objections and restrictions asked for take effect at once (Art. 21, 18).
+                if let Some(scope) = objection {
+                    self.objections.push(Objection {
+                        scope: scope.clone(),
+                        evidence,
+                    });
+                }
+                if let Some(ground) = restriction_ground {
+                    self.restrictions.push(Restriction {
+                        ground: *ground,
+                        evidence,
+                    });
+                }
+                self.requests.push(RequestRecord {
+                    id: request_id.clone(),
+                    state,
+                    opened: evidence,
+                    last_step: evidence,
+                });
+            }
+            EventKind::RequestIdentityVerified { request_id, .. } => {
+                self.request_step(request_id, evidence, |r| {
+                    r.verify_identity(evidence.recorded_at)
+                })?
+            }
+            EventKind::RequestAcknowledged { request_id } => {
+                self.request_step(request_id, evidence, |r| {
+                    r.acknowledge(evidence.recorded_at)
+                })?
+            }
+            EventKind::RequestExtended {
+                request_id,
+                subject_notified_on,
+                ..
+            } => self.request_step(request_id, evidence, |r| {
+                r.extend(evidence.recorded_at, *subject_notified_on)
+            })?,
+            EventKind::RequestRejected { request_id, reason } => {
+                let opened = self.request(request_id)?.opened;
+                let absolute = self.objections.iter().any(|o| {
+                    o.evidence.seq == opened.seq && o.scope == ObjectionScope::DirectMarketing
+                });
+                if absolute {
+                    return Err(ApplyError::Request(TransitionError {
+                        rule: "objection_absolute",
+                        message: "an objection to direct marketing cannot be rejected: it is absolute (GDPR Art. 21(3))".into(),
+                    }));
+                }
+                self.request_step(request_id, evidence, |r| {
+                    r.reject(evidence.recorded_at, reason)
+                })?;
+                // A refused objection or restriction request no longer holds.
+                self.objections.retain(|o| o.evidence.seq != opened.seq);
+                self.restrictions.retain(|r| r.evidence.seq != opened.seq);
+            }
+            EventKind::RequestCompleted { request_id, .. } => {
+                let erasure = self.request(request_id)?.state.kind == RequestKind::Erasure;
+                if erasure && self.erased.is_none() {
+                    return Err(ApplyError::Request(TransitionError {
+                        rule: "erasure_not_executed",
+                        message: "an erasure request is completed only after the erasure was executed (RightsService.EraseContact with this request_id)".into(),
+                    }));
+                }
+                self.request_step(request_id, evidence, |r| r.complete(evidence.recorded_at))?
+            }
             EventKind::ConsentGranted {
                 purpose,
                 channel,
@@ -386,6 +506,35 @@ impl ContactState {
             }
         }
         Ok(())
+    }
+
+    fn request(&self, id: &str) -> Result<&RequestRecord, ApplyError> {
+        self.requests
+            .iter()
+            .find(|r| r.id == id)
+            .ok_or_else(|| ApplyError::UnknownRequest(id.to_owned()))
+    }
+
+    /// Applies one step to request `id`, or says why it cannot be taken.
+    fn request_step(
+        &mut self,
+        id: &str,
+        evidence: EvidenceRef,
+        step: impl FnOnce(&mut RequestState) -> Result<(), TransitionError>,
+    ) -> Result<(), ApplyError> {
+        let request = self
+            .requests
+            .iter_mut()
+            .find(|r| r.id == id)
+            .ok_or_else(|| ApplyError::UnknownRequest(id.to_owned()))?;
+        step(&mut request.state)?;
+        request.last_step = evidence;
+        Ok(())
+    }
+
+    /// The contact's request with this id.
+    pub fn find_request(&self, id: &str) -> Option<&RequestRecord> {
+        self.requests.iter().find(|r| r.id == id)
     }
 
     fn consent_mut(&mut self, purpose: &PurposeId, channel: &ChannelId) -> &mut ConsentState {

@@ -1,9 +1,11 @@
 //! The event kinds a contact's ledger records, as validated domain values.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{ChannelId, ContactId, Country, IdempotencyKey, PurposeId, Region};
+use super::{
+    ChannelId, ContactId, Country, IdempotencyKey, PurposeId, Region, RequestKind, RequestRegime,
+};
 
 /// One validated event about one contact, without its personal data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,6 +167,60 @@ pub enum EventKind {
         /// Why it was lifted.
         reason: String,
     },
+    /// A data-subject request was received (`occurred_at` is the receipt). Written by the
+    /// rights service only, which assigns the id; the requester's details are personal
+    /// data, sealed beside the entry.
+    RequestOpened {
+        /// Server-assigned request id.
+        request_id: String,
+        /// The right exercised.
+        kind: RequestKind,
+        /// The law whose deadlines apply.
+        regime: RequestRegime,
+        /// How the request arrived (email, web form, letter, phone…).
+        channel: String,
+        /// For an objection request: what it objects to; it takes effect at once.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        objection: Option<ObjectionScope>,
+        /// For a restriction request: the Art. 18(1) ground; it takes effect at once.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        restriction_ground: Option<RestrictionGround>,
+    },
+    /// The requester's identity was verified.
+    RequestIdentityVerified {
+        /// The request.
+        request_id: String,
+        /// How it was verified.
+        method: String,
+    },
+    /// Receipt of the request was confirmed to the requester.
+    RequestAcknowledged {
+        /// The request.
+        request_id: String,
+    },
+    /// The response period was extended, and the subject told.
+    RequestExtended {
+        /// The request.
+        request_id: String,
+        /// Why (complexity, number of requests).
+        reason: String,
+        /// When the subject was told of the extension and its reasons.
+        subject_notified_on: NaiveDate,
+    },
+    /// The request was refused.
+    RequestRejected {
+        /// The request.
+        request_id: String,
+        /// Why, as told to the subject.
+        reason: String,
+    },
+    /// The request was fulfilled.
+    RequestCompleted {
+        /// The request.
+        request_id: String,
+        /// What was done.
+        outcome: String,
+    },
     /// The contact's personal data was erased: its data key and every sealed record are
     /// destroyed, its identities are suppressed. Written by the rights service only.
     ErasureExecuted {
@@ -200,6 +256,12 @@ impl EventKind {
             Self::RestrictionApplied { .. } => "restriction_applied",
             Self::RestrictionLifted { .. } => "restriction_lifted",
             Self::ErasureExecuted { .. } => "erasure_executed",
+            Self::RequestOpened { .. } => "request_opened",
+            Self::RequestIdentityVerified { .. } => "request_identity_verified",
+            Self::RequestAcknowledged { .. } => "request_acknowledged",
+            Self::RequestExtended { .. } => "request_extended",
+            Self::RequestRejected { .. } => "request_rejected",
+            Self::RequestCompleted { .. } => "request_completed",
             Self::PolicyActivated { .. } => "policy_activated",
         }
     }
@@ -222,7 +284,8 @@ impl EventKind {
     }
 
     /// Whether the kind may still be recorded for an erased contact: the person's wishes
-    /// (withdrawals, objections, restrictions) are always accepted, without personal data.
+    /// (withdrawals, objections, restrictions) and their requests are always accepted,
+    /// without personal data.
     pub fn allowed_after_erasure(&self) -> bool {
         matches!(
             self,
@@ -230,7 +293,20 @@ impl EventKind {
                 | Self::ObjectionRecorded { .. }
                 | Self::RestrictionApplied { .. }
                 | Self::RestrictionLifted { .. }
-        )
+        ) || self.request_id().is_some()
+    }
+
+    /// The data-subject request the event is a step of, if it is one.
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            Self::RequestOpened { request_id, .. }
+            | Self::RequestIdentityVerified { request_id, .. }
+            | Self::RequestAcknowledged { request_id }
+            | Self::RequestExtended { request_id, .. }
+            | Self::RequestRejected { request_id, .. }
+            | Self::RequestCompleted { request_id, .. } => Some(request_id),
+            _ => None,
+        }
     }
 }
 

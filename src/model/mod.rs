@@ -3,6 +3,7 @@
 
 mod country;
 mod event;
+mod request;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -14,6 +15,7 @@ pub use event::{
     Audience, ConsentMethod, Event, EventKind, LegalBasis, Lifecycle, Notice, ObjectionScope,
     PersonalRecord, ProfileChange, Relationship, RestrictionGround, SourceKind, Submission,
 };
+pub use request::{RequestKind, RequestRegime};
 
 /// Input that breaks a rule: names the field (as a path in the API message) and the rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -158,6 +158,38 @@ pub const RPC_ACCESS: &[(&str, Access)] = &[
         Access::Roles(&[Admin]),
     ),
     (
+        "/consentledger.v1.RightsService/OpenRequest",
+        Access::Roles(&[Dpo]),
+    ),
+    (
+        "/consentledger.v1.RightsService/VerifyRequestIdentity",
+        Access::Roles(&[Dpo]),
+    ),
+    (
+        "/consentledger.v1.RightsService/AcknowledgeRequest",
+        Access::Roles(&[Dpo]),
+    ),
+    (
+        "/consentledger.v1.RightsService/ExtendRequest",
+        Access::Roles(&[Dpo]),
+    ),
+    (
+        "/consentledger.v1.RightsService/RejectRequest",
+        Access::Roles(&[Dpo]),
+    ),
+    (
+        "/consentledger.v1.RightsService/CompleteRequest",
+        Access::Roles(&[Dpo]),
+    ),
+    (
+        "/consentledger.v1.RightsService/GetRequest",
+        Access::Roles(&[Dpo]),
+    ),
+    (
+        "/consentledger.v1.RightsService/ListRequests",
+        Access::Roles(&[Dpo]),
+    ),
+    (
         "/consentledger.v1.RightsService/EraseContact",
         Access::Roles(&[Dpo]),
     ),

@@ -3,19 +3,21 @@
 
 use std::net::IpAddr;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use prost_types::Timestamp;
 
 use crate::audit::bundle::{Bundle, BundleEntry};
 use crate::audit::chain::{ChainBreak, ChainProblem};
 use crate::crypto::{CryptoError, Entropy};
 use crate::ledger::entry::EntryBody;
+use crate::ledger::projection::RequestRecord;
 use crate::ledger::{ContactState, Hash};
 use crate::model::{
     self, ContactId, Country, Event, EventKind, IdempotencyKey, PersonalRecord, ProfileChange,
     Region, Registry, Submission, ValidationError,
 };
 use crate::proto::v1 as pb;
+use crate::rights::RequestStatus;
 use crate::store::{
     ChainReport, Damage, DamageKind, LedgerReport, Receipt, StoredCheckpoint, StoredEntry,
 };
@@ -240,36 +242,14 @@ fn kind_from_proto(
                 form_url: evidence(m.evidence, personal).map_err(|e| e.within(at))?,
             }
         }
-        Kind::ObjectionRecorded(m) => {
-            let at = "objection_recorded";
-            let scope = pb::ObjectionScope::try_from(m.scope).unwrap_or_default();
-            let purpose_given = non_empty(&m.purpose);
-            let scope = match (scope, purpose_given) {
-                (pb::ObjectionScope::DirectMarketing, None) => {
-                    model::ObjectionScope::DirectMarketing
-                }
-                (pb::ObjectionScope::Profiling, None) => model::ObjectionScope::Profiling,
-                (pb::ObjectionScope::Purpose, Some(p)) => {
-                    model::ObjectionScope::Purpose(registry.purpose(&format!("{at}.purpose"), p)?)
-                }
-                (pb::ObjectionScope::Purpose, None) => {
-                    return Err(ValidationError::new(
-                        format!("{at}.purpose"),
-                        "is required when scope is OBJECTION_SCOPE_PURPOSE",
-                    ))
-                }
-                (pb::ObjectionScope::Unspecified, _) => {
-                    return Err(unspecified(&format!("{at}.scope"), m.scope))
-                }
-                (_, Some(_)) => {
-                    return Err(ValidationError::new(
-                        format!("{at}.purpose"),
-                        "must be empty unless scope is OBJECTION_SCOPE_PURPOSE",
-                    ))
-                }
-            };
-            EventKind::ObjectionRecorded { scope }
-        }
+        Kind::ObjectionRecorded(m) => EventKind::ObjectionRecorded {
+            scope: objection_scope(
+                m.scope,
+                &m.purpose,
+                ("objection_recorded.scope", "objection_recorded.purpose"),
+                registry,
+            )?,
+        },
         Kind::RestrictionApplied(m) => {
             let at = "restriction_applied";
             EventKind::RestrictionApplied {
@@ -302,7 +282,140 @@ fn kind_from_proto(
                 "is written only by the ledger itself; erase a contact with RightsService.EraseContact",
             ))
         }
+        Kind::RequestOpened(_)
+        | Kind::RequestIdentityVerified(_)
+        | Kind::RequestAcknowledged(_)
+        | Kind::RequestExtended(_)
+        | Kind::RequestRejected(_)
+        | Kind::RequestCompleted(_) => {
+            return Err(ValidationError::new(
+                "kind",
+                "data-subject request steps are written only through RightsService",
+            ))
+        }
     })
+}
+
+/// What an objection covers, from its scope and the purpose that scope
+/// `OBJECTION_SCOPE_PURPOSE` needs; `fields` names the two fields in the request.
+fn objection_scope(
+    scope: i32,
+    purpose: &str,
+    (scope_field, purpose_field): (&str, &str),
+    registry: &Registry,
+) -> Result<model::ObjectionScope, ValidationError> {
+    let given = pb::ObjectionScope::try_from(scope).unwrap_or_default();
+    Ok(match (given, non_empty(purpose)) {
+        (pb::ObjectionScope::DirectMarketing, None) => model::ObjectionScope::DirectMarketing,
+        (pb::ObjectionScope::Profiling, None) => model::ObjectionScope::Profiling,
+        (pb::ObjectionScope::Purpose, Some(p)) => {
+            model::ObjectionScope::Purpose(registry.purpose(purpose_field, p)?)
+        }
+        (pb::ObjectionScope::Purpose, None) => {
+            return Err(ValidationError::new(
+                purpose_field,
+                "is required when the scope is OBJECTION_SCOPE_PURPOSE",
+            ))
+        }
+        (pb::ObjectionScope::Unspecified, _) => return Err(unspecified(scope_field, scope)),
+        (_, Some(_)) => {
+            return Err(ValidationError::new(
+                purpose_field,
+                "must be empty unless the scope is OBJECTION_SCOPE_PURPOSE",
+            ))
+        }
+    })
+}
+
+/// Validates a request to open a data-subject request into the submission that records
+/// it under `request_id` (requester details go to the sealed personal record).
+pub fn open_request_from_proto(
+    request: pb::OpenRequestRequest,
+    request_id: String,
+    registry: &Registry,
+    now: DateTime<Utc>,
+) -> Result<Submission, SubmissionError> {
+    let contact_id = client_contact_id(&request.contact_id)?;
+    let kind = request_kind_from_proto(request.kind, "kind")?;
+    let regime = request_regime(request.regime, "regime")?;
+    let received_at = request
+        .received_at
+        .map(|t| past_time("received_at", t, now))
+        .transpose()?;
+    let channel = required_text(&request.channel, "channel")?;
+    if !REQUEST_CHANNELS.contains(&channel.as_str()) {
+        return Err(ValidationError::new(
+            "channel",
+            format!("must be one of {}", REQUEST_CHANNELS.join(", ")),
+        )
+        .into());
+    }
+    let objection = match (kind, request.objection_scope) {
+        (model::RequestKind::Objection, scope) => Some(objection_scope(
+            scope,
+            &request.objection_purpose,
+            ("objection_scope", "objection_purpose"),
+            registry,
+        )?),
+        (_, 0) if request.objection_purpose.is_empty() => None,
+        _ => {
+            return Err(ValidationError::new(
+                "objection_scope",
+                "is set only for objection requests",
+            )
+            .into())
+        }
+    };
+    let restriction_ground = match (kind, request.restriction_ground) {
+        (model::RequestKind::Restriction, ground) => {
+            Some(restriction_ground(ground, "restriction_ground")?)
+        }
+        (_, 0) => None,
+        _ => {
+            return Err(ValidationError::new(
+                "restriction_ground",
+                "is set only for restriction requests",
+            )
+            .into())
+        }
+    };
+    let mut personal = PersonalRecord::default();
+    if let Some(requester) = request.requester {
+        personal_data(requester, &mut personal).map_err(|e| e.within("requester"))?;
+    }
+    let personal = (!personal.is_empty()).then_some(personal);
+    let idempotency_key = non_empty(&request.idempotency_key)
+        .map(|k| IdempotencyKey::parse("idempotency_key", k))
+        .transpose()?;
+    Ok(Submission {
+        entropy: personal
+            .as_ref()
+            .map(|_| Entropy::draw().map(Entropy::into_bytes))
+            .transpose()?,
+        event: Event {
+            contact_id,
+            idempotency_key,
+            occurred_at: received_at,
+            kind: EventKind::RequestOpened {
+                request_id,
+                kind,
+                regime,
+                channel,
+                objection,
+                restriction_ground,
+            },
+        },
+        personal,
+    })
+}
+
+/// How a data-subject request may arrive.
+const REQUEST_CHANNELS: [&str; 6] = ["email", "web_form", "letter", "phone", "in_person", "other"];
+
+/// A day written as `YYYY-MM-DD`.
+pub fn calendar_day(text: &str, field: &str) -> Result<NaiveDate, ValidationError> {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|_| ValidationError::new(field, "must be a day written YYYY-MM-DD"))
 }
 
 /// A contact id a client may write for: valid, and not one of the ledger's own chains.
@@ -426,8 +539,8 @@ fn unspecified(field: &str, value: i32) -> ValidationError {
 }
 
 macro_rules! enum_from_proto {
-    ($name:ident, $pb:ty, $domain:ty, { $($from:ident => $to:ident),+ $(,)? }) => {
-        fn $name(value: i32, field: &str) -> Result<$domain, ValidationError> {
+    ($vis:vis $name:ident, $pb:ty, $domain:ty, { $($from:ident => $to:ident),+ $(,)? }) => {
+        $vis fn $name(value: i32, field: &str) -> Result<$domain, ValidationError> {
             match <$pb>::try_from(value) {
                 $(Ok(<$pb>::$from) => Ok(<$domain>::$to),)+
                 _ => Err(unspecified(field, value)),
@@ -481,6 +594,20 @@ enum_from_proto!(restriction_ground, pb::RestrictionGround, model::RestrictionGr
 enum_to_proto!(restriction_ground_to_proto, model::RestrictionGround, pb::RestrictionGround, {
     AccuracyContested => AccuracyContested, UnlawfulProcessing => UnlawfulProcessing,
     LegalClaims => LegalClaims, ObjectionPending => ObjectionPending,
+});
+enum_from_proto!(pub(crate) request_kind_from_proto, pb::RequestKind, model::RequestKind, {
+    Access => Access, Rectification => Rectification, Erasure => Erasure,
+    Restriction => Restriction, Portability => Portability, Objection => Objection,
+});
+enum_to_proto!(request_kind_to_proto, model::RequestKind, pb::RequestKind, {
+    Access => Access, Rectification => Rectification, Erasure => Erasure,
+    Restriction => Restriction, Portability => Portability, Objection => Objection,
+});
+enum_from_proto!(request_regime, pb::RequestRegime, model::RequestRegime, {
+    Gdpr => Gdpr, UkGdpr => UkGdpr, Ccpa => Ccpa, Lgpd => Lgpd,
+});
+enum_to_proto!(request_regime_to_proto, model::RequestRegime, pb::RequestRegime, {
+    Gdpr => Gdpr, UkGdpr => UkGdpr, Ccpa => Ccpa, Lgpd => Lgpd,
 });
 enum_from_proto!(audience, pb::Audience, model::Audience, { B2b => B2b, B2c => B2c });
 enum_to_proto!(audience_to_proto, model::Audience, pb::Audience, { B2b => B2b, B2c => B2c });
@@ -800,6 +927,61 @@ fn kind_to_proto(kind: &EventKind) -> pb::event::Kind {
                 reason: reason.clone(),
             })
         }
+        EventKind::RequestOpened {
+            request_id,
+            kind,
+            regime,
+            channel,
+            objection,
+            restriction_ground,
+        } => {
+            let (objection_scope, objection_purpose) = objection
+                .as_ref()
+                .map(objection_scope_to_proto)
+                .unwrap_or_default();
+            Kind::RequestOpened(pb::RequestOpened {
+                request_id: request_id.clone(),
+                kind: request_kind_to_proto(*kind),
+                regime: request_regime_to_proto(*regime),
+                channel: channel.clone(),
+                objection_scope,
+                objection_purpose,
+                restriction_ground: restriction_ground.map_or(0, restriction_ground_to_proto),
+            })
+        }
+        EventKind::RequestIdentityVerified { request_id, method } => {
+            Kind::RequestIdentityVerified(pb::RequestIdentityVerified {
+                request_id: request_id.clone(),
+                method: method.clone(),
+            })
+        }
+        EventKind::RequestAcknowledged { request_id } => {
+            Kind::RequestAcknowledged(pb::RequestAcknowledged {
+                request_id: request_id.clone(),
+            })
+        }
+        EventKind::RequestExtended {
+            request_id,
+            reason,
+            subject_notified_on,
+        } => Kind::RequestExtended(pb::RequestExtended {
+            request_id: request_id.clone(),
+            reason: reason.clone(),
+            subject_notified_on: subject_notified_on.to_string(),
+        }),
+        EventKind::RequestRejected { request_id, reason } => {
+            Kind::RequestRejected(pb::RequestRejected {
+                request_id: request_id.clone(),
+                reason: reason.clone(),
+            })
+        }
+        EventKind::RequestCompleted {
+            request_id,
+            outcome,
+        } => Kind::RequestCompleted(pb::RequestCompleted {
+            request_id: request_id.clone(),
+            outcome: outcome.clone(),
+        }),
     }
 }
 
@@ -832,8 +1014,47 @@ pub fn erasure_to_proto(entry: &StoredEntry) -> pb::Erasure {
     }
 }
 
+/// A data-subject request as the API shows it on `today`.
+pub fn request_to_proto(
+    contact: &ContactId,
+    record: &RequestRecord,
+    today: NaiveDate,
+) -> pb::DataSubjectRequest {
+    let state = &record.state;
+    let closed = state.status.is_closed();
+    pb::DataSubjectRequest {
+        request_id: record.id.clone(),
+        contact_id: contact.to_string(),
+        kind: request_kind_to_proto(state.kind),
+        regime: request_regime_to_proto(state.regime),
+        status: match state.status {
+            RequestStatus::Open => pb::RequestStatus::Open,
+            RequestStatus::Extended => pb::RequestStatus::Extended,
+            RequestStatus::Rejected => pb::RequestStatus::Rejected,
+            RequestStatus::Completed => pb::RequestStatus::Completed,
+        } as i32,
+        received_on: state.received_on.to_string(),
+        due_on: state.due.to_string(),
+        original_due_on: state.original_due.to_string(),
+        acknowledgement_due_on: state.ack_due.map(|d| d.to_string()).unwrap_or_default(),
+        acknowledged_at: state.acknowledged_at.map(to_timestamp),
+        identity_verified_at: state.identity_verified_at.map(to_timestamp),
+        extended_at: state.extended_at.map(to_timestamp),
+        closed_at: state.closed_at.map(to_timestamp),
+        overdue: state.is_overdue(today),
+        days_left: if closed { 0 } else { state.days_left(today) },
+        closed_late: state.completed_late().unwrap_or(false),
+        opened_contact_seq: record.opened.contact_seq,
+        last_step_contact_seq: record.last_step.contact_seq,
+    }
+}
+
 /// A contact's folded state, for an export.
-pub fn contact_summary_to_proto(state: &ContactState) -> pb::ContactSummary {
+pub fn contact_summary_to_proto(
+    contact: &ContactId,
+    state: &ContactState,
+    today: NaiveDate,
+) -> pb::ContactSummary {
     let confirmed = |purpose: &model::PurposeId, channel: &model::ChannelId| {
         state
             .double_opt_ins
@@ -904,6 +1125,11 @@ pub fn contact_summary_to_proto(state: &ContactState) -> pb::ContactSummary {
             .collect(),
         acquisition_contact_seqs: state.acquisitions.iter().map(|a| a.contact_seq).collect(),
         erased_contact_seq: state.erased.map_or(0, |e| e.contact_seq),
+        requests: state
+            .requests
+            .iter()
+            .map(|r| request_to_proto(contact, r, today))
+            .collect(),
     }
 }
 

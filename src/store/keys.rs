@@ -25,8 +25,13 @@ pub(crate) const KEYS: &str = "keys";
 /// Global seq of the erasure entry by keyed identity digest (32 bytes).
 pub(crate) const SUPPRESSION: &str = "suppression";
 
+/// Contact id by data-subject request id.
+pub(crate) const REQUESTS: &str = "requests";
+/// Contact id by (due day, request id), for requests still open.
+pub(crate) const REQUESTS_BY_DUE: &str = "requests_by_due";
+
 /// Every column family the store opens.
-pub(crate) const ALL: [&str; 11] = [
+pub(crate) const ALL: [&str; 13] = [
     ENTRIES,
     CONTACT_INDEX,
     MERKLE,
@@ -38,7 +43,22 @@ pub(crate) const ALL: [&str; 11] = [
     POLICIES,
     KEYS,
     SUPPRESSION,
+    REQUESTS,
+    REQUESTS_BY_DUE,
 ];
+
+/// `due day (days from the common era, BE u32) || request id`: open requests in due order.
+pub(crate) fn due_key(due: chrono::NaiveDate, request_id: &str) -> Vec<u8> {
+    let mut key = due_prefix(due).to_vec();
+    key.extend_from_slice(request_id.as_bytes());
+    key
+}
+
+/// The first `due_key` of a day.
+pub(crate) fn due_prefix(due: chrono::NaiveDate) -> [u8; 4] {
+    use chrono::Datelike as _;
+    (due.num_days_from_ce().max(0) as u32).to_be_bytes()
+}
 
 /// Meta key: number of entries (u64).
 pub(crate) const META_TREE_SIZE: &[u8] = b"tree_size";

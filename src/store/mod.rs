@@ -7,6 +7,7 @@ mod keys;
 mod personal;
 mod policies;
 mod proofs;
+mod requests;
 mod verify;
 mod writer;
 
@@ -27,6 +28,7 @@ use crate::model::ContactId;
 pub use checkpoints::{Checkpointer, StoredCheckpoint};
 pub use personal::PurgeReport;
 pub use proofs::ProofRequestError;
+pub use requests::{ContactRequest, RequestScan};
 pub use verify::{Damage, DamageKind, LedgerReport};
 pub use writer::{AppendError, Receipt, WriterHandle, WriterThread};
 
@@ -146,7 +148,12 @@ impl Store {
             table.set_block_cache(&cache);
             if matches!(
                 *name,
-                keys::STATE | keys::IDEMPOTENCY | keys::POLICIES | keys::KEYS | keys::SUPPRESSION
+                keys::STATE
+                    | keys::IDEMPOTENCY
+                    | keys::POLICIES
+                    | keys::KEYS
+                    | keys::SUPPRESSION
+                    | keys::REQUESTS
             ) {
                 table.set_bloom_filter(10.0, false);
                 table.set_cache_index_and_filter_blocks(true);

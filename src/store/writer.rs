@@ -11,7 +11,7 @@
 //! only the digest of the sealed record. An erasure destroys the data key and every
 //! sealed record of the contact and suppresses its identities, in the same batch.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
 use super::personal::decode_record;
+use super::requests::stage_request_index;
 use super::{keys, Store, StoreError, TreeHead};
 use crate::audit::merkle::Frontier;
 use crate::crypto::{seal_record, DataKey, Entropy, IdentityDigest, Keyring};
@@ -28,6 +29,7 @@ use crate::ledger::entry::{entry_hash, Entry, EntryBody};
 use crate::ledger::projection::{self, ApplyError, ChainHead};
 use crate::ledger::{ContactState, Hash};
 use crate::model::{ContactId, EventKind, Submission};
+use crate::rights::TransitionError;
 
 /// Most events taken into one group commit.
 const MAX_GROUP_EVENTS: usize = 8192;
@@ -305,6 +307,8 @@ struct Group<'s> {
     sealed: HashMap<ContactId, Vec<(u64, u64, Vec<u8>)>>,
     /// Identities suppressed by erasures in this group, with the erasure's seq.
     suppressed: HashMap<IdentityDigest, u64>,
+    /// Request ids opened in this group.
+    opened_requests: HashSet<String>,
 }
 
 impl<'s> Group<'s> {
@@ -322,6 +326,7 @@ impl<'s> Group<'s> {
             data_keys: HashMap::new(),
             sealed: HashMap::new(),
             suppressed: HashMap::new(),
+            opened_requests: HashSet::new(),
         }
     }
 
@@ -524,6 +529,17 @@ impl<'s> Group<'s> {
             Ok(next) => next,
             Err(rejected) => return Ok(Err(rejected.into())),
         };
+        if let EventKind::RequestOpened { request_id, .. } = &event.kind {
+            if self.store.request_contact(request_id)?.is_some()
+                || !self.opened_requests.insert(request_id.clone())
+            {
+                return Ok(Err(ApplyError::Request(TransitionError {
+                    rule: "request_id_unique",
+                    message: format!("request id {request_id} is already taken"),
+                })
+                .into()));
+            }
+        }
 
         // Accepted: stage everything it touches.
         let db = self.store;
@@ -559,8 +575,18 @@ impl<'s> Group<'s> {
             );
         }
         match next {
-            Next::Contact(state) => {
-                self.states.insert(event.contact_id.clone(), *state);
+            Next::Contact(next) => {
+                if let Some(id) = event.kind.request_id() {
+                    stage_request_index(
+                        self.store,
+                        &mut self.batch,
+                        &event.contact_id,
+                        id,
+                        state.as_ref(),
+                        &next,
+                    );
+                }
+                self.states.insert(event.contact_id.clone(), *next);
             }
             Next::Internal(head) => {
                 self.internal_heads.insert(event.contact_id.clone(), head);
