@@ -82,6 +82,51 @@ enum Command {
     /// Policy packs: check one offline, activate one, show or list those activated.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Data-subject requests, for DPOs: open one, record each step, list what is due.
+    ///
+    /// Deadlines are computed by the server from the regime. A step the law or the
+    /// request's lifecycle does not allow is refused with the rule it breaks.
+    #[command(subcommand)]
+    Requests(RequestsCommand),
+    /// Export everything held on a contact as one JSON document (GDPR Art. 15): every
+    /// entry with its personal data decrypted, the current state with its requests, and a
+    /// bundle that `audit verify` checks offline. With --portability, only the data the
+    /// person provided (Art. 20).
+    ///
+    /// Example: consent-ledger export crm-1 -o crm-1-access.json
+    Export {
+        /// The contact id.
+        contact_id: String,
+        /// Write here instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// Only what the person provided, without the integrity bundle (Art. 20).
+        #[arg(long)]
+        portability: bool,
+        #[command(flatten)]
+        server: Server,
+    },
+    /// Erase a contact's personal data for good (GDPR Art. 17): its data key and sealed
+    /// records are destroyed and purged from the storage files, its email and phone are
+    /// suppressed against re-registration, and the ledger records the erasure. The
+    /// entries stay, so the ledger still verifies.
+    ///
+    /// Example: consent-ledger erase crm-1 --reason "Art. 17 request" --request dsr-0a1b2c3d4e5f60718293
+    Erase {
+        /// The contact id.
+        contact_id: String,
+        /// Why the data is erased.
+        #[arg(long)]
+        reason: String,
+        /// The erasure request this fulfils (complete it afterwards with `requests complete`).
+        #[arg(long)]
+        request: Option<String>,
+        /// Makes a retry safe.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        #[command(flatten)]
+        server: Server,
+    },
     /// Print the verifier key of the checkpoint signing key kept on this machine, in
     /// signed-note form (`name+keyid+base64`). Give it to auditors.
     ///
@@ -215,6 +260,220 @@ impl TargetArgs {
             at: self.at,
             recorded: self.recorded,
             brief: false,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum RequestsCommand {
+    /// Open a request; prints it with the id and deadlines the server assigned.
+    ///
+    /// Example: consent-ledger requests open crm-1 --kind erasure --regime gdpr --requester-email jane@example.com
+    Open {
+        /// The contact the request is about.
+        contact_id: String,
+        /// The right exercised.
+        #[arg(long, value_enum)]
+        kind: RequestKindArg,
+        /// The law whose deadlines apply.
+        #[arg(long, value_enum)]
+        regime: RegimeArg,
+        /// When it was received (RFC 3339); default now.
+        #[arg(long)]
+        received_at: Option<chrono::DateTime<chrono::Utc>>,
+        /// How it arrived: email, web_form, letter, phone, in_person or other.
+        #[arg(long, default_value = "email")]
+        channel: String,
+        /// The requester's email (sealed; erased with the contact).
+        #[arg(long)]
+        requester_email: Option<String>,
+        /// The requester's name (sealed; erased with the contact).
+        #[arg(long)]
+        requester_name: Option<String>,
+        /// Objection requests: direct_marketing, profiling, or purpose (with --objection-purpose).
+        #[arg(long, value_enum)]
+        objection_scope: Option<ObjectionScopeArg>,
+        /// Objection requests with --objection-scope purpose: the purpose.
+        #[arg(long)]
+        objection_purpose: Option<String>,
+        /// Restriction requests: the Art. 18(1) ground.
+        #[arg(long, value_enum)]
+        restriction_ground: Option<RestrictionGroundArg>,
+        /// Makes a retry safe: the same key opens the same request once.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        #[command(flatten)]
+        server: Server,
+    },
+    /// List requests: open ones in due-date order by default.
+    ///
+    /// Example: consent-ledger requests list --overdue
+    List {
+        /// Only open requests past their due date.
+        #[arg(long)]
+        overdue: bool,
+        /// Only open requests due within this many days.
+        #[arg(long, value_name = "DAYS")]
+        due_within: Option<u32>,
+        /// Closed (completed or rejected) requests instead of open ones.
+        #[arg(long, conflicts_with = "all")]
+        closed: bool,
+        /// Every request, open or closed.
+        #[arg(long)]
+        all: bool,
+        /// Only this kind.
+        #[arg(long, value_enum)]
+        kind: Option<RequestKindArg>,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: Server,
+    },
+    /// Show one request.
+    Get {
+        /// The request id.
+        request_id: String,
+        #[command(flatten)]
+        server: Server,
+    },
+    /// Record that the requester's identity was verified.
+    ///
+    /// Example: consent-ledger requests verify dsr-… --method "reply from the registered address"
+    Verify {
+        /// The request id.
+        request_id: String,
+        /// How the identity was verified.
+        #[arg(long)]
+        method: String,
+        #[command(flatten)]
+        server: Server,
+    },
+    /// Record that receipt was confirmed to the requester.
+    Acknowledge {
+        /// The request id.
+        request_id: String,
+        #[command(flatten)]
+        server: Server,
+    },
+    /// Extend the response period (once, and only if the subject was told within the
+    /// first period).
+    ///
+    /// Example: consent-ledger requests extend dsr-… --reason "records in 4 systems" --notified-on 2026-11-25
+    Extend {
+        /// The request id.
+        request_id: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+        /// The day the subject was told (YYYY-MM-DD).
+        #[arg(long)]
+        notified_on: chrono::NaiveDate,
+        #[command(flatten)]
+        server: Server,
+    },
+    /// Refuse the request, with the reason given to the subject.
+    Reject {
+        /// The request id.
+        request_id: String,
+        /// The reason.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        server: Server,
+    },
+    /// Record that the request was fulfilled.
+    ///
+    /// Example: consent-ledger requests complete dsr-… --outcome "export sent by secure link"
+    Complete {
+        /// The request id.
+        request_id: String,
+        /// What was done.
+        #[arg(long)]
+        outcome: String,
+        #[command(flatten)]
+        server: Server,
+    },
+}
+
+/// The right a request exercises.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum RequestKindArg {
+    Access,
+    Rectification,
+    Erasure,
+    Restriction,
+    Portability,
+    Objection,
+}
+
+impl RequestKindArg {
+    fn proto(self) -> pb::RequestKind {
+        match self {
+            Self::Access => pb::RequestKind::Access,
+            Self::Rectification => pb::RequestKind::Rectification,
+            Self::Erasure => pb::RequestKind::Erasure,
+            Self::Restriction => pb::RequestKind::Restriction,
+            Self::Portability => pb::RequestKind::Portability,
+            Self::Objection => pb::RequestKind::Objection,
+        }
+    }
+}
+
+/// The law whose deadlines apply.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum RegimeArg {
+    Gdpr,
+    UkGdpr,
+    Ccpa,
+    Lgpd,
+}
+
+impl RegimeArg {
+    fn proto(self) -> pb::RequestRegime {
+        match self {
+            Self::Gdpr => pb::RequestRegime::Gdpr,
+            Self::UkGdpr => pb::RequestRegime::UkGdpr,
+            Self::Ccpa => pb::RequestRegime::Ccpa,
+            Self::Lgpd => pb::RequestRegime::Lgpd,
+        }
+    }
+}
+
+/// What an objection covers.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ObjectionScopeArg {
+    DirectMarketing,
+    Profiling,
+    Purpose,
+}
+
+impl ObjectionScopeArg {
+    fn proto(self) -> pb::ObjectionScope {
+        match self {
+            Self::DirectMarketing => pb::ObjectionScope::DirectMarketing,
+            Self::Profiling => pb::ObjectionScope::Profiling,
+            Self::Purpose => pb::ObjectionScope::Purpose,
+        }
+    }
+}
+
+/// The Art. 18(1) ground of a restriction.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum RestrictionGroundArg {
+    AccuracyContested,
+    UnlawfulProcessing,
+    LegalClaims,
+    ObjectionPending,
+}
+
+impl RestrictionGroundArg {
+    fn proto(self) -> pb::RestrictionGround {
+        match self {
+            Self::AccuracyContested => pb::RestrictionGround::AccuracyContested,
+            Self::UnlawfulProcessing => pb::RestrictionGround::UnlawfulProcessing,
+            Self::LegalClaims => pb::RestrictionGround::LegalClaims,
+            Self::ObjectionPending => pb::RestrictionGround::ObjectionPending,
         }
     }
 }
@@ -660,6 +919,75 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Policy(command) => policy(command).await,
+        Command::Requests(command) => requests(command).await,
+        Command::Export {
+            contact_id,
+            output,
+            portability,
+            server,
+        } => {
+            let kind = if portability {
+                pb::ExportKind::Portability
+            } else {
+                pb::ExportKind::Access
+            };
+            let mut client = server.connection().rights_client().await?;
+            let summary = match &output {
+                Some(path) => {
+                    // Written beside the target and renamed, so a failed export never
+                    // leaves a truncated file that looks complete.
+                    let partial = path.with_extension("partial");
+                    let file = std::fs::File::create(&partial)
+                        .with_context(|| format!("cannot create {}", partial.display()))?;
+                    let mut out = std::io::BufWriter::new(file);
+                    let summary =
+                        cli::rights::export(&mut client, &contact_id, kind, &mut out).await?;
+                    out.into_inner()?.sync_all()?;
+                    std::fs::rename(&partial, path)?;
+                    summary
+                }
+                None => {
+                    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+                    cli::rights::export(&mut client, &contact_id, kind, &mut out).await?
+                }
+            };
+            eprintln!(
+                "exported {} entries of {contact_id} ({} with personal data){}{}",
+                summary.entries,
+                summary.with_personal_data,
+                summary
+                    .erased_at_contact_seq
+                    .map(|seq| format!("; personal data erased at contact seq {seq}"))
+                    .unwrap_or_default(),
+                output
+                    .map(|p| format!(" to {}", p.display()))
+                    .unwrap_or_default()
+            );
+            Ok(())
+        }
+        Command::Erase {
+            contact_id,
+            reason,
+            request,
+            idempotency_key,
+            server,
+        } => {
+            let mut client = server.connection().rights_client().await?;
+            let erased = client
+                .erase_contact(pb::EraseContactRequest {
+                    contact_id,
+                    reason,
+                    request_id: request.unwrap_or_default(),
+                    idempotency_key: idempotency_key.unwrap_or_default(),
+                })
+                .await?
+                .into_inner();
+            println!(
+                "{}",
+                to_json("consentledger.v1.EraseContactResponse", &erased)?
+            );
+            Ok(())
+        }
         Command::PublicKey { data_dir, key_file } => {
             println!(
                 "{}",
@@ -959,6 +1287,167 @@ async fn bench(command: BenchCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+async fn requests(command: RequestsCommand) -> anyhow::Result<()> {
+    let print = |response: pb::RequestResponse| -> anyhow::Result<()> {
+        let mut out = std::io::stdout().lock();
+        cli::write_json_with_defaults(
+            &mut out,
+            "consentledger.v1.RequestResponse",
+            &response,
+            true,
+        )?;
+        std::io::Write::write_all(&mut out, b"\n")?;
+        Ok(())
+    };
+    match command {
+        RequestsCommand::Open {
+            contact_id,
+            kind,
+            regime,
+            received_at,
+            channel,
+            requester_email,
+            requester_name,
+            objection_scope,
+            objection_purpose,
+            restriction_ground,
+            idempotency_key,
+            server,
+        } => {
+            let requester =
+                (requester_email.is_some() || requester_name.is_some()).then(|| pb::PersonalData {
+                    email: requester_email.unwrap_or_default(),
+                    name: requester_name.unwrap_or_default(),
+                    ..Default::default()
+                });
+            let request = pb::OpenRequestRequest {
+                contact_id,
+                kind: kind.proto() as i32,
+                regime: regime.proto() as i32,
+                received_at: received_at.map(consent_ledger::service::convert::to_timestamp),
+                channel,
+                requester,
+                objection_scope: objection_scope.map_or(0, |s| s.proto() as i32),
+                objection_purpose: objection_purpose.unwrap_or_default(),
+                restriction_ground: restriction_ground.map_or(0, |g| g.proto() as i32),
+                idempotency_key: idempotency_key.unwrap_or_default(),
+            };
+            let mut client = server.connection().rights_client().await?;
+            print(client.open_request(request).await?.into_inner())
+        }
+        RequestsCommand::List {
+            overdue,
+            due_within,
+            closed,
+            all,
+            kind,
+            json,
+            server,
+        } => {
+            let filter = match (closed, all) {
+                (true, _) => pb::RequestFilter::Closed,
+                (_, true) => pb::RequestFilter::All,
+                _ => pb::RequestFilter::OpenUnspecified,
+            };
+            let mut client = server.connection().rights_client().await?;
+            let mut found = Vec::new();
+            let mut page_token = String::new();
+            loop {
+                let page = client
+                    .list_requests(pb::ListRequestsRequest {
+                        filter: filter as i32,
+                        kind: kind.map_or(0, |k| k.proto() as i32),
+                        overdue,
+                        due_within_days: due_within.unwrap_or(0),
+                        page_size: 1000,
+                        page_token,
+                    })
+                    .await?
+                    .into_inner();
+                found.extend(page.requests);
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = page.next_page_token;
+            }
+            if json {
+                let mut out = std::io::stdout().lock();
+                for request in &found {
+                    cli::write_json_with_defaults(
+                        &mut out,
+                        "consentledger.v1.DataSubjectRequest",
+                        request,
+                        false,
+                    )?;
+                    std::io::Write::write_all(&mut out, b"\n")?;
+                }
+            } else {
+                print!("{}", cli::rights::request_table(&found));
+                eprintln!("{} request(s)", found.len());
+            }
+            Ok(())
+        }
+        RequestsCommand::Get { request_id, server } => {
+            let mut client = server.connection().rights_client().await?;
+            print(
+                client
+                    .get_request(pb::GetRequestRequest { request_id })
+                    .await?
+                    .into_inner(),
+            )
+        }
+        RequestsCommand::Verify {
+            request_id,
+            method,
+            server,
+        } => {
+            let mut client = server.connection().rights_client().await?;
+            let request = pb::VerifyRequestIdentityRequest { request_id, method };
+            print(client.verify_request_identity(request).await?.into_inner())
+        }
+        RequestsCommand::Acknowledge { request_id, server } => {
+            let mut client = server.connection().rights_client().await?;
+            let request = pb::AcknowledgeRequestRequest { request_id };
+            print(client.acknowledge_request(request).await?.into_inner())
+        }
+        RequestsCommand::Extend {
+            request_id,
+            reason,
+            notified_on,
+            server,
+        } => {
+            let mut client = server.connection().rights_client().await?;
+            let request = pb::ExtendRequestRequest {
+                request_id,
+                reason,
+                subject_notified_on: notified_on.to_string(),
+            };
+            print(client.extend_request(request).await?.into_inner())
+        }
+        RequestsCommand::Reject {
+            request_id,
+            reason,
+            server,
+        } => {
+            let mut client = server.connection().rights_client().await?;
+            let request = pb::RejectRequestRequest { request_id, reason };
+            print(client.reject_request(request).await?.into_inner())
+        }
+        RequestsCommand::Complete {
+            request_id,
+            outcome,
+            server,
+        } => {
+            let mut client = server.connection().rights_client().await?;
+            let request = pb::CompleteRequestRequest {
+                request_id,
+                outcome,
+            };
+            print(client.complete_request(request).await?.into_inner())
+        }
+    }
 }
 
 async fn policy(command: PolicyCommand) -> anyhow::Result<()> {

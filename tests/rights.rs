@@ -754,3 +754,48 @@ async fn requests_run_from_receipt_to_completion_under_the_deadline_rules() {
     drop((ledger, rights, eligibility));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_export_file_is_one_json_document_whose_bundle_verifies_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut ledger = server.client().await;
+    append(&mut ledger, probe_registration("crm-x")).await;
+    append(&mut ledger, probe_consent("crm-x")).await;
+    let connection = consent_ledger::cli::Connection::plain(&server.url());
+    let mut rights = connection.rights_client().await.unwrap();
+    let mut file = Vec::new();
+    let summary = consent_ledger::cli::rights::export(
+        &mut rights,
+        "crm-x",
+        pb::ExportKind::Access,
+        &mut file,
+    )
+    .await
+    .unwrap();
+    assert_eq!((summary.entries, summary.with_personal_data), (2, 2));
+    let document: serde_json::Value = serde_json::from_slice(&file).unwrap();
+    assert_eq!(
+        document["format"],
+        consent_ledger::cli::rights::EXPORT_FORMAT
+    );
+    assert_eq!(document["entries"].as_array().unwrap().len(), 2);
+    assert_eq!(document["entries"][0]["personal"]["email"], EMAIL);
+    assert_eq!(document["entries"][1]["personal"]["ipAddress"], IP);
+    assert_eq!(document["state"]["country"], "FR");
+
+    let bundle = dir.path().join("bundle.json");
+    std::fs::write(&bundle, document["integrity"].to_string()).unwrap();
+    let mut audit = connection.audit_client().await.unwrap();
+    let key = audit
+        .get_verifier_key(pb::GetVerifierKeyRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .verifier_key;
+    let key = consent_ledger::cli::audit::verifier_key(&key).unwrap();
+    let verified = consent_ledger::cli::audit::verify_bundle_file(&bundle, &key).unwrap();
+    assert_eq!(verified.entries, 2);
+    drop((ledger, rights, audit));
+    server.stop().await;
+}

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod bench;
 pub mod eligibility;
+pub mod rights;
 
 use anyhow::{bail, Context};
 use prost::Message;
@@ -19,6 +20,7 @@ use crate::proto::v1 as pb;
 use crate::proto::v1::audit_service_client::AuditServiceClient;
 use crate::proto::v1::eligibility_service_client::EligibilityServiceClient;
 use crate::proto::v1::ledger_service_client::LedgerServiceClient;
+use crate::proto::v1::rights_service_client::RightsServiceClient;
 use crate::proto::FILE_DESCRIPTOR_SET;
 
 /// A ledger client that sends the caller's bearer token with every request.
@@ -27,6 +29,8 @@ pub type Client = LedgerServiceClient<InterceptedService<Channel, BearerToken>>;
 pub type AuditClient = AuditServiceClient<InterceptedService<Channel, BearerToken>>;
 /// An eligibility client that sends the caller's bearer token with every request.
 pub type EligibilityClient = EligibilityServiceClient<InterceptedService<Channel, BearerToken>>;
+/// A rights client that sends the caller's bearer token with every request.
+pub type RightsClient = RightsServiceClient<InterceptedService<Channel, BearerToken>>;
 
 /// Adds `authorization: Bearer <token>` to every request, when a token is given.
 #[derive(Debug, Clone)]
@@ -134,6 +138,16 @@ impl Connection {
             self.channel().await?,
             BearerToken::new(self.token.as_deref())?,
         ))
+    }
+
+    /// A rights client over a new connection. Exports can be large: no decoding limit
+    /// beyond one part.
+    pub async fn rights_client(&self) -> anyhow::Result<RightsClient> {
+        Ok(RightsServiceClient::with_interceptor(
+            self.channel().await?,
+            BearerToken::new(self.token.as_deref())?,
+        )
+        .max_decoding_message_size(64 << 20))
     }
 }
 
