@@ -271,3 +271,48 @@ async fn without_a_callers_file_the_local_caller_has_every_role() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn only_a_dpo_may_override_a_suppression() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, tokens) = start(dir.path()).await;
+    let token = |role: Role| {
+        tokens
+            .by_role
+            .iter()
+            .find(|(r, _)| *r == role)
+            .map(|(_, t)| t.clone())
+            .unwrap()
+    };
+    let mut writer = connect_as(&server, &token(Role::Writer)).await;
+    let mut dpo = connect_as(&server, &token(Role::Dpo)).await;
+    let mut event = registered("crm-override", "SE");
+    if let Some(pb::event::Kind::ContactRegistered(m)) = &mut event.kind {
+        m.suppression_override = Some(pb::SuppressionOverride {
+            reason: "subscribed again in writing".into(),
+        });
+    }
+    let refused = writer
+        .append(pb::AppendRequest {
+            event: Some(event.clone()),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert!(refused.message().starts_with("suppression_override:"));
+    let batch = writer
+        .append_batch(pb::AppendBatchRequest {
+            events: vec![event.clone()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(matches!(
+        &batch.results[0].outcome,
+        Some(pb::append_result::Outcome::Error(e)) if e.code == Code::PermissionDenied as i32
+    ));
+    dpo.append(pb::AppendRequest { event: Some(event) })
+        .await
+        .unwrap();
+    server.stop().await;
+}
