@@ -9,6 +9,7 @@
 //! - [`policy`]: policy packs and the eligibility decision — pure;
 //! - [`ledger`], [`audit`]: the entry format, hashes, the Merkle tree, chain checks,
 //!   projections — pure, no I/O;
+//! - [`rights`]: data-subject request deadlines and lifecycle — pure;
 //! - [`crypto`]: per-contact data keys, sealing of personal data, identity digests — pure;
 //! - [`model`]: domain types and their validation.
 //!
