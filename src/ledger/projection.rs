@@ -194,7 +194,7 @@ pub enum ApplyError {
     #[error("the contact has no request {0}")]
     UnknownRequest(String),
     /// An event an erased contact no longer takes.
-    #[error("the contact's personal data was erased at contact seq {contact_seq}: only withdrawals, objections and restrictions are recorded for it, without personal data")]
+    #[error("the contact's personal data was erased at contact seq {contact_seq}: only withdrawals, objections, restrictions and request steps are recorded for it, without personal data")]
     Erased {
         /// Contact sequence number of the erasure entry.
         contact_seq: u64,
