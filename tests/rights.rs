@@ -391,6 +391,19 @@ fn refused_rule(status: tonic::Status, rule: &str) {
     );
 }
 
+async fn opened(
+    rights: &mut RightsServiceClient<Channel>,
+    request: pb::OpenRequestRequest,
+) -> pb::DataSubjectRequest {
+    rights
+        .open_request(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .request
+        .unwrap()
+}
+
 async fn list(
     rights: &mut RightsServiceClient<Channel>,
     request: pb::ListRequestsRequest,
@@ -444,17 +457,11 @@ async fn requests_run_from_receipt_to_completion_under_the_deadline_rules() {
 
     // An erasure request: extended once within the first month, completed only after the
     // erasure ran for it, and closed for good afterwards.
-    let erasure = rights
-        .open_request(open(
-            "crm-r1",
-            pb::RequestKind::Erasure,
-            pb::RequestRegime::Gdpr,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .request
-        .unwrap();
+    let erasure = opened(
+        &mut rights,
+        open("crm-r1", pb::RequestKind::Erasure, pb::RequestRegime::Gdpr),
+    )
+    .await;
     let id = erasure.request_id.clone();
     let extended = rights
         .extend_request(pb::ExtendRequestRequest {
@@ -549,13 +556,7 @@ async fn requests_run_from_receipt_to_completion_under_the_deadline_rules() {
         pb::RequestRegime::UkGdpr,
     );
     objection.objection_scope = pb::ObjectionScope::DirectMarketing as i32;
-    let objection = rights
-        .open_request(objection)
-        .await
-        .unwrap()
-        .into_inner()
-        .request
-        .unwrap();
+    let objection = opened(&mut rights, objection).await;
     let decision = check(&mut eligibility, "crm-r2", "email_marketing").await;
     assert!(!decision.allowed);
     assert_eq!(decision.rule_id, "objection");
@@ -575,13 +576,7 @@ async fn requests_run_from_receipt_to_completion_under_the_deadline_rules() {
         pb::RequestRegime::Ccpa,
     );
     restriction.restriction_ground = pb::RestrictionGround::AccuracyContested as i32;
-    let restriction = rights
-        .open_request(restriction)
-        .await
-        .unwrap()
-        .into_inner()
-        .request
-        .unwrap();
+    let restriction = opened(&mut rights, restriction).await;
     assert!(!restriction.acknowledgement_due_on.is_empty());
     assert_eq!(
         check(&mut eligibility, "crm-r3", "email_marketing")
@@ -609,17 +604,11 @@ async fn requests_run_from_receipt_to_completion_under_the_deadline_rules() {
     );
 
     // LGPD has no extension; identity can be verified once.
-    let lgpd = rights
-        .open_request(open(
-            "crm-r3",
-            pb::RequestKind::Access,
-            pb::RequestRegime::Lgpd,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .request
-        .unwrap();
+    let lgpd = opened(
+        &mut rights,
+        open("crm-r3", pb::RequestKind::Access, pb::RequestRegime::Lgpd),
+    )
+    .await;
     let no_extension = rights
         .extend_request(pb::ExtendRequestRequest {
             request_id: lgpd.request_id.clone(),
