@@ -578,6 +578,12 @@ async fn requests_run_from_receipt_to_completion_under_the_deadline_rules() {
     restriction.restriction_ground = pb::RestrictionGround::AccuracyContested as i32;
     let restriction = opened(&mut rights, restriction).await;
     assert!(!restriction.acknowledgement_due_on.is_empty());
+    assert!(!restriction.acknowledgement_overdue);
+    let mut unacknowledged = open("crm-r3", pb::RequestKind::Access, pb::RequestRegime::Ccpa);
+    unacknowledged.received_at = received("2026-01-02");
+    let unacknowledged = opened(&mut rights, unacknowledged).await;
+    assert_eq!(unacknowledged.acknowledgement_due_on, "2026-01-16");
+    assert!(unacknowledged.acknowledgement_overdue && unacknowledged.overdue);
     assert_eq!(
         check(&mut eligibility, "crm-r3", "email_marketing")
             .await
@@ -660,7 +666,13 @@ async fn requests_run_from_receipt_to_completion_under_the_deadline_rules() {
         },
     )
     .await;
-    assert_eq!(overdue, vec![late_request.request_id.clone()]);
+    assert_eq!(
+        overdue,
+        vec![
+            unacknowledged.request_id.clone(),
+            late_request.request_id.clone()
+        ]
+    );
     let due_soon = list(
         &mut rights,
         pb::ListRequestsRequest {
@@ -671,7 +683,11 @@ async fn requests_run_from_receipt_to_completion_under_the_deadline_rules() {
     .await;
     assert_eq!(
         due_soon,
-        vec![late_request.request_id.clone(), lgpd.request_id.clone()]
+        vec![
+            unacknowledged.request_id.clone(),
+            late_request.request_id.clone(),
+            lgpd.request_id.clone()
+        ]
     );
     let mut closed = list(
         &mut rights,
@@ -704,11 +720,11 @@ async fn requests_run_from_receipt_to_completion_under_the_deadline_rules() {
         }
         page_token = page.next_page_token;
     }
-    assert_eq!(paged.len(), 6, "{paged:?}");
+    assert_eq!(paged.len(), 7, "{paged:?}");
     let mut unique = paged.clone();
     unique.sort();
     unique.dedup();
-    assert_eq!(unique.len(), 6);
+    assert_eq!(unique.len(), 7);
     let access_erasure_objection = list(
         &mut rights,
         pb::ListRequestsRequest {

@@ -124,6 +124,8 @@ pub fn request_table(requests: &[pb::DataSubjectRequest]) -> String {
             .unwrap_or_default();
         let left = if r.overdue {
             format!("OVERDUE by {}", -r.days_left)
+        } else if r.acknowledgement_overdue {
+            format!("{} (ACKNOWLEDGEMENT OVERDUE)", r.days_left)
         } else if r.closed_at.is_some() {
             (if r.closed_late { "closed late" } else { "-" }).to_owned()
         } else {

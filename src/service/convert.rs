@@ -1046,6 +1046,9 @@ pub fn request_to_proto(
         closed_late: state.completed_late().unwrap_or(false),
         opened_contact_seq: record.opened.contact_seq,
         last_step_contact_seq: record.last_step.contact_seq,
+        acknowledgement_overdue: !closed
+            && state.acknowledged_at.is_none()
+            && state.ack_due.is_some_and(|due| today > due),
     }
 }
 
