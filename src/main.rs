@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, FromArgMatches, Parser, Subcommand};
 use consent_ledger::cli::{self, to_json};
-use consent_ledger::config::{Limits, MasterKeySource, ServeConfig, TlsFiles};
+use consent_ledger::config::{LimitSettings, LogFormat, Settings, TlsSettings};
 use consent_ledger::proto::v1 as pb;
 use consent_ledger::service::auth::{new_token, Role};
 use tracing_subscriber::EnvFilter;
@@ -82,6 +82,21 @@ enum Command {
     /// Policy packs: check one offline, activate one, show or list those activated.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Check a configuration file without starting the server: every key, the files it
+    /// names (callers, policy, keys, TLS) parsed; prints the effective configuration
+    /// (file, then environment overrides, then defaults), secrets masked.
+    ///
+    /// Example: consent-ledger config check deploy/consent-ledger.toml
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Ask a server whether it is serving (gRPC health); exits 0 if it is, 1 if not. For
+    /// container health checks.
+    ///
+    /// Example: consent-ledger health --server http://127.0.0.1:50051
+    Health {
+        #[command(flatten)]
+        server: Server,
+    },
     /// Data-subject requests, for DPOs: open one, record each step, list what is due.
     ///
     /// Deadlines are computed by the server from the regime. A step the law or the
@@ -262,6 +277,15 @@ impl TargetArgs {
             brief: false,
         }
     }
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate a configuration file and print the effective configuration.
+    Check {
+        /// The file.
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -700,37 +724,48 @@ enum BenchCommand {
 
 #[derive(Debug, Args)]
 struct ServeArgs {
-    /// Address to listen on. Port 0 picks a free port; the address is printed on stdout.
-    #[arg(long, env = "CONSENT_LEDGER_LISTEN", default_value = "127.0.0.1:50051")]
-    listen: SocketAddr,
-    /// RocksDB data directory, created if missing.
-    #[arg(long, env = "CONSENT_LEDGER_DATA_DIR", default_value = "./data")]
-    data_dir: PathBuf,
-    /// Largest request message accepted, in bytes.
-    #[arg(long, env = "CONSENT_LEDGER_MAX_MESSAGE_BYTES", default_value_t = Limits::default().max_message_bytes)]
-    max_message_bytes: usize,
-    /// Most events in one AppendBatch.
-    #[arg(long, env = "CONSENT_LEDGER_MAX_BATCH_EVENTS", default_value_t = Limits::default().max_batch_events)]
-    max_batch_events: usize,
-    /// Most concurrent HTTP/2 streams per connection.
-    #[arg(long, env = "CONSENT_LEDGER_MAX_CONCURRENT_STREAMS", default_value_t = Limits::default().max_concurrent_streams)]
-    max_concurrent_streams: u32,
-    /// Longest a request may run, in seconds.
-    #[arg(long, env = "CONSENT_LEDGER_REQUEST_TIMEOUT_SECS", default_value_t = Limits::default().request_timeout.as_secs())]
-    request_timeout_secs: u64,
+    /// Configuration file (TOML; see deploy/consent-ledger.toml). Flags and environment
+    /// variables override its keys.
+    #[arg(long, env = "CONSENT_LEDGER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:50051]. Port 0 picks a free port; the
+    /// address is printed on stdout.
+    #[arg(long, env = "CONSENT_LEDGER_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Address of the Prometheus metrics endpoint (GET /metrics) [default: none].
+    #[arg(long, env = "CONSENT_LEDGER_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+    /// RocksDB data directory, created if missing [default: ./data].
+    #[arg(long, env = "CONSENT_LEDGER_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Log format on stderr [default: human].
+    #[arg(long, env = "CONSENT_LEDGER_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
+    /// Largest request message accepted, in bytes [default: 4194304].
+    #[arg(long, env = "CONSENT_LEDGER_MAX_MESSAGE_BYTES")]
+    max_message_bytes: Option<usize>,
+    /// Most events in one AppendBatch [default: 10000].
+    #[arg(long, env = "CONSENT_LEDGER_MAX_BATCH_EVENTS")]
+    max_batch_events: Option<usize>,
+    /// Most concurrent HTTP/2 streams per connection [default: 256].
+    #[arg(long, env = "CONSENT_LEDGER_MAX_CONCURRENT_STREAMS")]
+    max_concurrent_streams: Option<u32>,
+    /// Longest a request may run, in seconds [default: 30].
+    #[arg(long, env = "CONSENT_LEDGER_REQUEST_TIMEOUT_SECS")]
+    request_timeout_secs: Option<u64>,
     /// Callers file: names, roles and token digests (see `token create`). Without it,
     /// authentication is off and only loopback addresses are allowed.
     #[arg(long, env = "CONSENT_LEDGER_CALLERS")]
     callers: Option<PathBuf>,
     /// Server certificate chain (PEM); with --tls-key, serves TLS.
-    #[arg(long, env = "CONSENT_LEDGER_TLS_CERT", requires = "tls_key")]
+    #[arg(long, env = "CONSENT_LEDGER_TLS_CERT")]
     tls_cert: Option<PathBuf>,
     /// Server private key (PEM).
-    #[arg(long, env = "CONSENT_LEDGER_TLS_KEY", requires = "tls_cert")]
+    #[arg(long, env = "CONSENT_LEDGER_TLS_KEY")]
     tls_key: Option<PathBuf>,
     /// CA (PEM) whose client certificates are accepted: makes TLS mutual; the
     /// certificate's CN or DNS name identifies the caller in the callers file.
-    #[arg(long, env = "CONSENT_LEDGER_TLS_CLIENT_CA", requires = "tls_cert")]
+    #[arg(long, env = "CONSENT_LEDGER_TLS_CLIENT_CA")]
     tls_client_ca: Option<PathBuf>,
     /// Allow listening on a non-loopback address without authentication. Never in
     /// production: anyone who reaches the port can write to the ledger.
@@ -744,13 +779,10 @@ struct ServeArgs {
     /// ledger.example.com/consent. Default: consent-ledger/<random>.
     #[arg(long, env = "CONSENT_LEDGER_LOG_ORIGIN")]
     log_origin: Option<String>,
-    /// How often a checkpoint is signed when the tree has grown, in milliseconds.
-    #[arg(
-        long,
-        env = "CONSENT_LEDGER_CHECKPOINT_INTERVAL_MS",
-        default_value_t = 1000
-    )]
-    checkpoint_interval_ms: u64,
+    /// How often a checkpoint is signed when the tree has grown, in milliseconds
+    /// [default: 1000].
+    #[arg(long, env = "CONSENT_LEDGER_CHECKPOINT_INTERVAL_MS")]
+    checkpoint_interval_ms: Option<u64>,
     /// Policy pack (TOML) to activate at start if it is not already the active one; the
     /// activation is recorded in the ledger. Without it the ledger's active pack stays, and
     /// a new ledger activates the built-in per-country pack.
@@ -761,6 +793,43 @@ struct ServeArgs {
     /// themselves), DATA_DIR/master.key is used, generated on first start.
     #[arg(long, env = "CONSENT_LEDGER_MASTER_KEY_FILE")]
     master_key_file: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    /// The configuration file's settings (if any) overridden by flags and environment.
+    fn settings(&self) -> anyhow::Result<Settings> {
+        let file = match &self.config {
+            Some(path) => Settings::load(path)?,
+            None => Settings::default(),
+        };
+        let tls =
+            (self.tls_cert.is_some() || self.tls_key.is_some() || self.tls_client_ca.is_some())
+                .then(|| TlsSettings {
+                    cert: self.tls_cert.clone(),
+                    key: self.tls_key.clone(),
+                    client_ca: self.tls_client_ca.clone(),
+                });
+        Ok(file.overridden_by(Settings {
+            listen: self.listen,
+            metrics_listen: self.metrics_listen,
+            data_dir: self.data_dir.clone(),
+            log_format: self.log_format,
+            callers: self.callers.clone(),
+            policy: self.policy.clone(),
+            master_key_file: self.master_key_file.clone(),
+            checkpoint_key: self.checkpoint_key.clone(),
+            log_origin: self.log_origin.clone(),
+            checkpoint_interval_ms: self.checkpoint_interval_ms,
+            insecure: self.insecure.then_some(true),
+            tls,
+            limits: LimitSettings {
+                max_message_bytes: self.max_message_bytes,
+                max_batch_events: self.max_batch_events,
+                max_concurrent_streams: self.max_concurrent_streams,
+                request_timeout_secs: self.request_timeout_secs,
+            },
+        }))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -856,13 +925,31 @@ enum LedgerCommand {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match run(Cli::parse()).await {
+    let cli = Cli::parse();
+    // The server's settings are read before logging starts, since they choose its format.
+    let settings = match &cli.command {
+        Command::Serve(args) => match args.settings() {
+            Ok(settings) => Some(settings),
+            Err(err) => {
+                eprintln!("error: {err:#}");
+                return std::process::ExitCode::FAILURE;
+            }
+        },
+        _ => None,
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match settings
+        .as_ref()
+        .and_then(|s| s.log_format)
+        .unwrap_or_default()
+    {
+        LogFormat::Human => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+    match run(cli, settings).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             match err.downcast_ref::<tonic::Status>() {
@@ -874,9 +961,45 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli, settings: Option<Settings>) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => {
+            let settings = match settings {
+                Some(settings) => settings,
+                None => args.settings()?,
+            };
+            serve(settings).await
+        }
+        Command::Config(ConfigCommand::Check { file }) => {
+            let env = ServeArgs::from_arg_matches(
+                &ServeArgs::augment_args(clap::Command::new("config"))
+                    .try_get_matches_from(["config"])?,
+            )?;
+            let settings = Settings::load(&file)?.overridden_by(env.settings()?);
+            let report = consent_ledger::server::check_settings(
+                &settings,
+                std::env::var("CONSENT_LEDGER_MASTER_KEY").ok(),
+            )?;
+            print!("{report}");
+            Ok(())
+        }
+        Command::Health { server } => {
+            let channel = server.connection().channel().await?;
+            let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+            let status = health
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await?
+                .into_inner()
+                .status();
+            println!("{}", status.as_str_name());
+            anyhow::ensure!(
+                status == tonic_health::pb::health_check_response::ServingStatus::Serving,
+                "the server is not serving"
+            );
+            Ok(())
+        }
         Command::Ledger(command) => ledger(command).await,
         Command::Bench(command) => bench(command).await,
         Command::Audit(command) => audit(command).await,
@@ -1017,51 +1140,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let secured = args.callers.is_some() && args.tls_cert.is_some();
-    if !args.listen.ip().is_loopback() && !secured && !args.insecure {
-        bail!(
-            "refusing to listen on {} without TLS and authentication; listen on loopback, give --tls-cert/--tls-key and --callers, or pass --insecure",
-            args.listen
-        );
-    }
-    if args.callers.is_none() {
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let resolved = settings.resolve(std::env::var("CONSENT_LEDGER_MASTER_KEY").ok())?;
+    let config = resolved.serve;
+    if config.callers_file.is_none() {
         tracing::warn!(
             "authentication is off (no --callers): every caller is recorded as local-unauthenticated with every role"
         );
     }
-    let config = ServeConfig {
-        listen: args.listen,
-        data_dir: args.data_dir,
-        limits: Limits {
-            max_message_bytes: args.max_message_bytes,
-            max_batch_events: args.max_batch_events,
-            max_concurrent_streams: args.max_concurrent_streams,
-            request_timeout: Duration::from_secs(args.request_timeout_secs),
-        },
-        callers_file: args.callers,
-        tls: match (args.tls_cert, args.tls_key) {
-            (Some(cert), Some(key)) => Some(TlsFiles {
-                cert,
-                key,
-                client_ca: args.tls_client_ca,
-            }),
-            _ => None,
-        },
-        checkpoint_key: args.checkpoint_key,
-        log_origin: args.log_origin,
-        checkpoint_interval: Duration::from_millis(args.checkpoint_interval_ms.max(1)),
-        policy_file: args.policy,
-        master_key: match (
-            args.master_key_file,
-            std::env::var("CONSENT_LEDGER_MASTER_KEY"),
-        ) {
-            (Some(path), _) => MasterKeySource::File(path),
-            (None, Ok(hex)) => MasterKeySource::Environment(hex),
-            (None, Err(_)) => MasterKeySource::DataDir,
-        },
-        ..ServeConfig::default()
-    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

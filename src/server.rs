@@ -9,7 +9,9 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
-use crate::config::{MasterKeySource, ServeConfig, TlsFiles};
+use crate::config::{
+    ConfigError, LimitSettings, MasterKeySource, ServeConfig, Settings, TlsFiles, TlsSettings,
+};
 use crate::crypto::{Keyring, MasterKey};
 use crate::keyfile::{
     load_or_create_master_key, load_or_create_signing_key, KeyFileError, CHECKPOINT_KEY_FILE,
@@ -333,4 +335,91 @@ fn server_tls(files: &TlsFiles) -> Result<ServerTlsConfig, ServerError> {
         tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
     }
     Ok(tls)
+}
+
+/// Checks settings as `serve` would use them, without starting: the rules across keys, and
+/// every file they name (callers, policy pack, keys, TLS) read and parsed. Returns the
+/// effective configuration as TOML, defaults filled in, secrets masked, followed by what
+/// was checked; or the first problem, naming the key.
+pub fn check_settings(
+    settings: &Settings,
+    master_key_env: Option<String>,
+) -> Result<String, ConfigError> {
+    let from_env = master_key_env.is_some();
+    let resolved = settings.resolve(master_key_env)?;
+    let serve = &resolved.serve;
+    let problem = |key: &'static str, rule: String| ConfigError::Rule { key, rule };
+    let mut checked = Vec::new();
+    if let Some(path) = &serve.callers_file {
+        let callers = Callers::load(path).map_err(|e| problem("callers", e.to_string()))?;
+        checked.push(format!("callers: {} caller(s)", callers.len()));
+    }
+    if let Some(path) = &serve.policy_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| problem("policy", format!("{}: {e}", path.display())))?;
+        let pack = crate::policy::PolicyPack::parse(&text)
+            .map_err(|e| problem("policy", format!("{}: {e}", path.display())))?;
+        checked.push(format!("policy: pack version {}", pack.version));
+    }
+    match &serve.master_key {
+        MasterKeySource::File(path) => {
+            load_or_create_master_key(path, false)
+                .map_err(|e| problem("master_key_file", e.to_string()))?;
+            checked.push("master_key_file: a 32-byte key".into());
+        }
+        MasterKeySource::Environment(hex) => {
+            MasterKey::from_hex(hex).map_err(|e| problem("master_key_file", format!("CONSENT_LEDGER_MASTER_KEY: {e}")))?;
+            checked.push("CONSENT_LEDGER_MASTER_KEY: a 32-byte key".into());
+        }
+        MasterKeySource::DataDir => checked.push(format!(
+            "master key: {} (generated on first start if missing; keep it out of the data directory in production)",
+            serve.data_dir.join(MASTER_KEY_FILE).display()
+        )),
+    }
+    if let Some(path) = &serve.checkpoint_key {
+        let (key, _) = load_or_create_signing_key(path, false, None)
+            .map_err(|e| problem("checkpoint_key", e.to_string()))?;
+        checked.push(format!("checkpoint_key: verifier key {}", key.verifier()));
+    }
+    if let Some(tls) = &serve.tls {
+        server_tls(tls).map_err(|e| problem("tls", e.to_string()))?;
+        checked.push("tls: certificate and key read".into());
+    }
+    let effective = Settings {
+        listen: Some(serve.listen),
+        metrics_listen: serve.metrics_listen,
+        data_dir: Some(serve.data_dir.clone()),
+        log_format: Some(resolved.log_format),
+        callers: serve.callers_file.clone(),
+        policy: serve.policy_file.clone(),
+        master_key_file: match &serve.master_key {
+            MasterKeySource::File(path) => Some(path.clone()),
+            _ => None,
+        },
+        checkpoint_key: serve.checkpoint_key.clone(),
+        log_origin: serve.log_origin.clone(),
+        checkpoint_interval_ms: Some(serve.checkpoint_interval.as_millis() as u64),
+        insecure: Some(resolved.insecure),
+        tls: serve.tls.as_ref().map(|t| TlsSettings {
+            cert: Some(t.cert.clone()),
+            key: Some(t.key.clone()),
+            client_ca: t.client_ca.clone(),
+        }),
+        limits: LimitSettings {
+            max_message_bytes: Some(serve.limits.max_message_bytes),
+            max_batch_events: Some(serve.limits.max_batch_events),
+            max_concurrent_streams: Some(serve.limits.max_concurrent_streams),
+            request_timeout_secs: Some(serve.limits.request_timeout.as_secs()),
+        },
+    };
+    let mut report = toml::to_string(&effective)
+        .map_err(|e| problem("config", format!("cannot render: {e}")))?;
+    if from_env {
+        report.push_str("# master key: from CONSENT_LEDGER_MASTER_KEY (masked)\n");
+    }
+    report.push_str("\n# checked:\n");
+    for line in checked {
+        report.push_str(&format!("#   {line}\n"));
+    }
+    Ok(report)
 }
