@@ -77,6 +77,14 @@ pub enum ServerError {
     /// The transport failed.
     #[error("gRPC transport error: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The metrics address cannot be bound.
+    #[error("cannot listen for metrics on {addr}: {source}")]
+    MetricsListen {
+        /// The address.
+        addr: String,
+        /// The cause.
+        source: std::io::Error,
+    },
 }
 
 /// Serves the ledger on `listener` until `shutdown` completes. On shutdown, health turns
@@ -172,6 +180,20 @@ pub async fn run(
         checkpointer.clone(),
         config.checkpoint_interval,
     ));
+    let metrics_endpoint = match config.metrics_listen {
+        Some(addr) => {
+            let listener =
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ServerError::MetricsListen {
+                        addr: addr.to_string(),
+                        source,
+                    })?;
+            tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "metrics on /metrics");
+            Some(tokio::spawn(serve_metrics(listener, store.clone())))
+        }
+        None => None,
+    };
 
     // Started only once the ledger is open, so a failed start leaves no task behind.
     let reloader = config.callers_file.clone().map(|path| {
@@ -255,7 +277,7 @@ pub async fn run(
         builder = builder.tls_config(tls)?;
     }
     let served = builder
-        .layer(AuthLayer::new(auth))
+        .layer(AuthLayer::new(auth, store.metrics().clone()))
         .timeout(limits.request_timeout)
         .max_concurrent_streams(limits.max_concurrent_streams)
         .add_service(health)
@@ -272,6 +294,9 @@ pub async fn run(
         reloader.abort();
     }
     cadence.abort();
+    if let Some(endpoint) = metrics_endpoint {
+        endpoint.abort();
+    }
     // The services (and their writer handles) are dropped with the server: the writer
     // finishes what it took and stops.
     let flushed = tokio::task::spawn_blocking(move || {
@@ -422,4 +447,112 @@ pub fn check_settings(
         report.push_str(&format!("#   {line}\n"));
     }
     Ok(report)
+}
+
+/// Serves `GET /metrics` (OpenMetrics text) on `listener` until aborted. Gauges that
+/// describe the ledger (tree size, checkpoint age, open and overdue requests) are read from
+/// the store at each scrape.
+async fn serve_metrics(listener: TcpListener, store: Store) {
+    use hyper::service::service_fn;
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let store = store.clone();
+        let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+            let store = store.clone();
+            async move {
+                let response = if request.uri().path() != "/metrics" {
+                    metrics_response(
+                        hyper::StatusCode::NOT_FOUND,
+                        "text/plain",
+                        "only /metrics is served\n".into(),
+                    )
+                } else {
+                    match tokio::task::spawn_blocking(move || scrape(&store)).await {
+                        Ok(Ok(text)) => metrics_response(
+                            hyper::StatusCode::OK,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            text,
+                        ),
+                        _ => metrics_response(
+                            hyper::StatusCode::SERVICE_UNAVAILABLE,
+                            "text/plain",
+                            "the ledger could not be read\n".into(),
+                        ),
+                    }
+                };
+                Ok::<_, std::convert::Infallible>(response)
+            }
+        });
+        tokio::spawn(async move {
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, service)
+                .await;
+        });
+    }
+}
+
+fn metrics_response(
+    status: hyper::StatusCode,
+    content_type: &'static str,
+    body: String,
+) -> hyper::Response<http_body_util::Full<hyper::body::Bytes>> {
+    let mut response = hyper::Response::new(http_body_util::Full::new(body.into()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(content_type),
+    );
+    response
+}
+
+/// Sets the gauges read from the ledger and renders every metric.
+fn scrape(store: &Store) -> Result<String, StoreError> {
+    use crate::metrics::RequestLabels;
+    use crate::store::RequestScan;
+    let metrics = store.metrics();
+    let head = store.tree_head()?;
+    metrics.tree_size.set(head.size as i64);
+    let latest = store.latest_checkpoint()?;
+    let now = chrono::Utc::now();
+    metrics
+        .checkpoint_age_seconds
+        .set(latest.as_ref().map_or(-1.0, |c| {
+            (now - c.issued_at).num_milliseconds() as f64 / 1000.0
+        }));
+    metrics
+        .entries_after_checkpoint
+        .set(head.size.saturating_sub(latest.map_or(0, |c| c.size)) as i64);
+    let today = now.date_naive();
+    let mut open: std::collections::HashMap<RequestLabels, (i64, i64)> = Default::default();
+    let scan = RequestScan::OpenByDue {
+        until: None,
+        after: Vec::new(),
+    };
+    let (requests, _) = store.scan_requests(&scan, usize::MAX, |_| true)?;
+    for found in &requests {
+        let state = &found.request.state;
+        let counts = open
+            .entry(RequestLabels {
+                kind: state.kind.name(),
+                regime: state.regime.name(),
+            })
+            .or_default();
+        counts.0 += 1;
+        if state.is_overdue(today) {
+            counts.1 += 1;
+        }
+    }
+    metrics.open_requests.clear();
+    metrics.overdue_requests.clear();
+    for (labels, (open_count, overdue_count)) in open {
+        metrics
+            .overdue_requests
+            .get_or_create(&labels)
+            .set(overdue_count);
+        metrics.open_requests.get_or_create(&labels).set(open_count);
+    }
+    Ok(metrics.encode())
 }

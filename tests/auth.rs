@@ -316,3 +316,30 @@ async fn only_a_dpo_may_override_a_suppression() {
         .unwrap();
     server.stop().await;
 }
+
+#[tokio::test]
+async fn refused_calls_are_counted_by_rpc() {
+    let dir = tempfile::tempdir().unwrap();
+    let callers = dir.path().join("callers.toml");
+    write_callers(&callers, None, true);
+    let port = free_port();
+    let server = TestServer::start_config(ServeConfig {
+        data_dir: dir.path().join("data"),
+        callers_file: Some(callers),
+        metrics_listen: Some(([127, 0, 0, 1], port).into()),
+        ..ServeConfig::default()
+    })
+    .await;
+    let channel = server.channel().await;
+    let path = "/consentledger.v1.LedgerService/GetTreeHead";
+    assert_eq!(call_raw(&channel, path, None).await, Code::Unauthenticated);
+    assert_eq!(call_raw(&channel, path, None).await, Code::Unauthenticated);
+    let metrics = http_get(port, "/metrics").await;
+    let expected =
+        format!("consent_ledger_auth_failures_total{{rpc=\"{path}\",code=\"unauthenticated\"}} 2");
+    assert!(
+        metrics.contains(&expected),
+        "missing {expected} in\n{metrics}"
+    );
+    server.stop().await;
+}

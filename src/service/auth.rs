@@ -17,6 +17,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tonic::Status;
 
+use crate::metrics::{AuthLabels, Metrics};
+
 /// What a caller may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -608,12 +610,13 @@ pub async fn reload_callers(path: PathBuf, auth: Authenticator, every: std::time
 #[derive(Debug, Clone)]
 pub struct AuthLayer {
     auth: Authenticator,
+    metrics: Arc<Metrics>,
 }
 
 impl AuthLayer {
-    /// A layer enforcing `auth`.
-    pub fn new(auth: Authenticator) -> Self {
-        Self { auth }
+    /// A layer enforcing `auth`, counting refusals in `metrics`.
+    pub fn new(auth: Authenticator, metrics: Arc<Metrics>) -> Self {
+        Self { auth, metrics }
     }
 }
 
@@ -623,6 +626,7 @@ impl<S> tower::Layer<S> for AuthLayer {
         AuthService {
             inner,
             auth: self.auth.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -632,6 +636,7 @@ impl<S> tower::Layer<S> for AuthLayer {
 pub struct AuthService<S> {
     inner: S,
     auth: Authenticator,
+    metrics: Arc<Metrics>,
 }
 
 impl<S, B> tower::Service<http::Request<B>> for AuthService<S>
@@ -657,7 +662,24 @@ where
                 request.extensions_mut().insert(caller);
                 Box::pin(self.inner.call(request))
             }
-            Err(status) => Box::pin(async move { Ok(status.into_http()) }),
+            Err(status) => {
+                let code = match status.code() {
+                    tonic::Code::Unauthenticated => "unauthenticated",
+                    _ => "permission_denied",
+                };
+                self.metrics
+                    .auth_failures
+                    .get_or_create(&AuthLabels {
+                        // Only served RPCs become labels, so callers cannot grow the set.
+                        rpc: match access_for(request.uri().path()) {
+                            Some(_) => request.uri().path().to_owned(),
+                            None => "(not an RPC)".to_owned(),
+                        },
+                        code,
+                    })
+                    .inc();
+                Box::pin(async move { Ok(status.into_http()) })
+            }
         }
     }
 }

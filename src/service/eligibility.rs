@@ -472,7 +472,11 @@ impl EligibilityService for EligibilityApi {
                 self.store.contact_state_from_memory(&contact)?
             {
                 let frame = Frame::new(&target, &activation, note.as_deref(), tree_size);
-                return Ok(Response::new(frame.answer(contact.as_str(), Some(&state))));
+                let decision = frame.answer(contact.as_str(), Some(&state));
+                self.store
+                    .metrics()
+                    .decided(decision.allowed, &decision.rule_id, 1);
+                return Ok(Response::new(decision));
             }
         }
         let store = self.store.clone();
@@ -490,6 +494,9 @@ impl EligibilityService for EligibilityApi {
             Ok(frame.answer(contact.as_str(), state.as_ref()))
         })
         .await?;
+        self.store
+            .metrics()
+            .decided(decision.allowed, &decision.rule_id, 1);
         Ok(Response::new(decision))
     }
 
@@ -554,6 +561,7 @@ impl EligibilityService for EligibilityApi {
                     }
                 };
                 summary.tree_size = summary.tree_size.max(tree_size);
+                let mut chunk_rules: BTreeMap<(&str, bool), u64> = BTreeMap::new();
                 for d in &decisions {
                     summary.contacts += 1;
                     if d.allowed {
@@ -561,7 +569,13 @@ impl EligibilityService for EligibilityApi {
                     } else {
                         summary.denied += 1;
                     }
-                    *by_rule.entry(d.rule_id.clone()).or_default() += 1;
+                    *chunk_rules.entry((&d.rule_id, d.allowed)).or_default() += 1;
+                }
+                let metrics = store.metrics();
+                metrics.screened.inc_by(decisions.len() as u64);
+                for ((rule, allowed), count) in chunk_rules {
+                    metrics.decided(allowed, rule, count);
+                    *by_rule.entry(rule.to_owned()).or_default() += count;
                 }
                 let batch = pb::ScreenResponse {
                     kind: Some(pb::screen_response::Kind::Decisions(pb::Decisions {

@@ -75,6 +75,10 @@ impl LedgerService for LedgerApi {
         let actor = caller(&request)?;
         let events = request.into_inner().events;
         tracing::Span::current().record("events", events.len());
+        self.store
+            .metrics()
+            .batch_events
+            .observe(events.len() as f64);
         if events.is_empty() {
             return Err(ValidationError::new("events", "must hold at least one event").into());
         }

@@ -23,6 +23,7 @@ use crate::crypto::Keyring;
 use crate::ledger::entry::{entry_hash, Entry, EntryError};
 use crate::ledger::projection::{state_at, ChainHead, Cutoff};
 use crate::ledger::{ContactState, Hash};
+use crate::metrics::Metrics;
 use crate::model::ContactId;
 
 pub use checkpoints::{Checkpointer, StoredCheckpoint};
@@ -128,6 +129,7 @@ const BLOCK_CACHE_BYTES: usize = 256 << 20;
 #[derive(Debug, Clone)]
 pub struct Store {
     db: Arc<DB>,
+    metrics: Arc<Metrics>,
 }
 
 impl Store {
@@ -164,7 +166,10 @@ impl Store {
             ColumnFamilyDescriptor::new(*name, family)
         });
         let db = DB::open_cf_descriptors(&options, path, families)?;
-        Ok(Self { db: Arc::new(db) })
+        Ok(Self {
+            db: Arc::new(db),
+            metrics: Arc::new(Metrics::new()),
+        })
     }
 
     /// Starts the single writer on its own thread, sealing personal data with keys from
@@ -177,6 +182,11 @@ impl Store {
     ) -> Result<(WriterHandle, WriterThread), StoreError> {
         self.check_master_key(&keyring)?;
         writer::start(self.clone(), keyring)
+    }
+
+    /// The metrics this store's writer and the services on it update.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     fn cf(&self, name: &str) -> &ColumnFamily {

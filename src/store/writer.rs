@@ -28,6 +28,7 @@ use crate::crypto::{seal_record, DataKey, Entropy, IdentityDigest, Keyring};
 use crate::ledger::entry::{entry_hash, Entry, EntryBody};
 use crate::ledger::projection::{self, ApplyError, ChainHead};
 use crate::ledger::{ContactState, Hash};
+use crate::metrics::KindLabel;
 use crate::model::{ContactId, EventKind, Submission};
 use crate::rights::TransitionError;
 
@@ -309,6 +310,8 @@ struct Group<'s> {
     suppressed: HashMap<IdentityDigest, u64>,
     /// Request ids opened in this group.
     opened_requests: HashSet<String>,
+    /// Kinds of the entries accepted, for the metrics.
+    accepted: Vec<&'static str>,
 }
 
 impl<'s> Group<'s> {
@@ -327,6 +330,7 @@ impl<'s> Group<'s> {
             sealed: HashMap::new(),
             suppressed: HashMap::new(),
             opened_requests: HashSet::new(),
+            accepted: Vec::new(),
         }
     }
 
@@ -592,6 +596,7 @@ impl<'s> Group<'s> {
                 self.internal_heads.insert(event.contact_id.clone(), head);
             }
         }
+        self.accepted.push(event.kind.name());
         let pending = Pending {
             seq,
             contact_seq,
@@ -653,7 +658,23 @@ impl<'s> Group<'s> {
             .put_cf(meta, keys::META_LAST_RECORDED_AT, nanos.to_be_bytes());
         let mut sync = WriteOptions::default();
         sync.set_sync(true);
+        let started = std::time::Instant::now();
         db.db.write_opt(self.batch, &sync)?;
+        let metrics = db.metrics();
+        metrics
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        metrics.group_events.observe(self.accepted.len() as f64);
+        let mut by_kind: HashMap<&'static str, u64> = HashMap::new();
+        for kind in self.accepted {
+            *by_kind.entry(kind).or_default() += 1;
+        }
+        for (kind, count) in by_kind {
+            metrics
+                .appends
+                .get_or_create(&KindLabel { kind })
+                .inc_by(count);
+        }
         Ok((self.frontier, head))
     }
 }
