@@ -165,7 +165,7 @@ pub struct Settings {
     /// Checkpoint cadence, in milliseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoint_interval_ms: Option<u64>,
-    /// Allow a non-loopback address without TLS and authentication.
+    /// Allow a non-loopback address without authentication.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub insecure: Option<bool>,
     /// TLS files.
@@ -250,7 +250,7 @@ pub enum ConfigError {
 pub struct Resolved {
     /// What `server::run` takes.
     pub serve: ServeConfig,
-    /// Whether a non-loopback address without TLS and authentication is allowed.
+    /// Whether a non-loopback address without authentication is allowed.
     pub insecure: bool,
     /// Log format.
     pub log_format: LogFormat,
@@ -352,12 +352,11 @@ impl Settings {
         }
         let listen = self.listen.unwrap_or(defaults.listen);
         let insecure = self.insecure.unwrap_or(false);
-        let secured = self.callers.is_some() && tls.is_some();
-        if !listen.ip().is_loopback() && !secured && !insecure {
+        if !listen.ip().is_loopback() && self.callers.is_none() && !insecure {
             return Err(ConfigError::Rule {
                 key: "listen",
                 rule: format!(
-                    "refusing to listen on {listen} without TLS and authentication; listen on loopback, set tls and callers, or set insecure"
+                    "refusing to listen on {listen} without authentication; listen on loopback, set callers, or set insecure"
                 ),
             });
         }

@@ -1147,6 +1147,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         tracing::warn!(
             "authentication is off (no --callers): every caller is recorded as local-unauthenticated with every role"
         );
+    } else if config.tls.is_none() && !config.listen.ip().is_loopback() {
+        tracing::warn!(
+            "serving plaintext on a non-loopback address: bearer tokens cross the network in the clear unless TLS is terminated in front (service mesh, proxy)"
+        );
     }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
