@@ -97,6 +97,62 @@ enum Command {
         #[command(flatten)]
         server: Server,
     },
+    /// Import acquired contacts from a CSV (a data vendor's export, an event's list).
+    ///
+    /// Each row becomes a contact with its country, an acquisition record (when, from
+    /// whom) and the legal basis given, and stays do-not-email until a rule allows it.
+    /// Rows with a bad country, a missing email, a duplicate email, or an identity
+    /// suppressed by an erasure are not imported and go to the rejects file with the
+    /// reason. Generated contact ids go to the ids file, which a rerun reads back: a rerun
+    /// of the same file imports nothing twice. Columns: email, country (required); id,
+    /// name, phone, region, audience, acquired_at, source_reference (optional), renamed
+    /// with --mapping (a TOML `[columns]` table, e.g. `email = "E-Mail"`).
+    ///
+    /// Example: consent-ledger import leads.csv --source data_vendor --supplier "Acme Data" --basis legitimate_interests --purpose storage --justification "LIA-2026-07"
+    Import {
+        /// The CSV file (with a header row).
+        file: PathBuf,
+        /// How the contacts were acquired.
+        #[arg(long, value_enum)]
+        source: SourceArg,
+        /// Who supplied them (required for purchased_list and data_vendor).
+        #[arg(long)]
+        supplier: Option<String>,
+        /// Form, list or campaign id for rows without a source_reference column
+        /// [default: the file's name].
+        #[arg(long)]
+        source_reference: Option<String>,
+        /// The lawful basis recorded for --purpose.
+        #[arg(long, value_enum)]
+        basis: BasisArg,
+        /// The purpose the basis is for, e.g. storage.
+        #[arg(long)]
+        purpose: String,
+        /// Why the basis holds, e.g. the legitimate-interest assessment's reference.
+        #[arg(long)]
+        justification: Option<String>,
+        /// B2B or B2C for rows without an audience column.
+        #[arg(long, value_enum, default_value = "b2b")]
+        audience: AudienceArg,
+        /// Acquisition time for rows without an acquired_at column (RFC 3339)
+        /// [default: now].
+        #[arg(long)]
+        acquired_at: Option<chrono::DateTime<chrono::Utc>>,
+        /// Column names (TOML `[columns]` table).
+        #[arg(long)]
+        mapping: Option<PathBuf>,
+        /// Email → contact id of every id generated [default: FILE.ids.csv].
+        #[arg(long)]
+        ids: Option<PathBuf>,
+        /// Rows not imported, with the reason [default: FILE.rejects.csv].
+        #[arg(long)]
+        rejects: Option<PathBuf>,
+        /// Rows per AppendBatch (three events each).
+        #[arg(long, default_value_t = 500)]
+        batch_rows: usize,
+        #[command(flatten)]
+        server: Server,
+    },
     /// Data-subject requests, for DPOs: open one, record each step, list what is due.
     ///
     /// Deadlines are computed by the server from the regime. A step the law or the
@@ -418,6 +474,63 @@ enum RequestsCommand {
         #[command(flatten)]
         server: Server,
     },
+}
+
+/// How imported contacts were acquired.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum SourceArg {
+    WebForm,
+    Event,
+    PurchasedList,
+    DataVendor,
+    Referral,
+    Import,
+    Other,
+}
+
+impl SourceArg {
+    fn proto(self) -> pb::SourceKind {
+        match self {
+            Self::WebForm => pb::SourceKind::WebForm,
+            Self::Event => pb::SourceKind::Event,
+            Self::PurchasedList => pb::SourceKind::PurchasedList,
+            Self::DataVendor => pb::SourceKind::DataVendorExport,
+            Self::Referral => pb::SourceKind::Referral,
+            Self::Import => pb::SourceKind::Import,
+            Self::Other => pb::SourceKind::Other,
+        }
+    }
+}
+
+/// A lawful basis (GDPR Art. 6(1)).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum BasisArg {
+    Consent,
+    Contract,
+    LegalObligation,
+    VitalInterests,
+    PublicTask,
+    LegitimateInterests,
+}
+
+impl BasisArg {
+    fn proto(self) -> pb::LegalBasis {
+        match self {
+            Self::Consent => pb::LegalBasis::Consent,
+            Self::Contract => pb::LegalBasis::Contract,
+            Self::LegalObligation => pb::LegalBasis::LegalObligation,
+            Self::VitalInterests => pb::LegalBasis::VitalInterests,
+            Self::PublicTask => pb::LegalBasis::PublicTask,
+            Self::LegitimateInterests => pb::LegalBasis::LegitimateInterests,
+        }
+    }
+}
+
+/// Business or consumer.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum AudienceArg {
+    B2b,
+    B2c,
 }
 
 /// The right a request exercises.
@@ -1043,6 +1156,102 @@ async fn run(cli: Cli, settings: Option<Settings>) -> anyhow::Result<()> {
         }
         Command::Policy(command) => policy(command).await,
         Command::Requests(command) => requests(command).await,
+        Command::Import {
+            file,
+            source,
+            supplier,
+            source_reference,
+            basis,
+            purpose,
+            justification,
+            audience,
+            acquired_at,
+            mapping,
+            ids,
+            rejects,
+            batch_rows,
+            server,
+        } => {
+            let name = file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let options = cli::import::ImportOptions {
+                source_kind: source.proto(),
+                justification: justification
+                    .unwrap_or_else(|| format!("recorded at the import of {name}")),
+                source_reference: source_reference.unwrap_or_else(|| name.clone()),
+                supplier,
+                basis: basis.proto(),
+                purpose,
+                audience: match audience {
+                    AudienceArg::B2b => pb::Audience::B2b,
+                    AudienceArg::B2c => pb::Audience::B2c,
+                },
+                acquired_at,
+                batch_rows: batch_rows.clamp(1, 3000),
+                columns: match &mapping {
+                    Some(path) => cli::import::Columns::load(path)?,
+                    None => cli::import::Columns::default(),
+                },
+            };
+            let ids = ids.unwrap_or_else(|| file.with_extension("ids.csv"));
+            let rejects = rejects.unwrap_or_else(|| file.with_extension("rejects.csv"));
+            let mut book = cli::import::IdBook::load(&ids)?;
+            let ids_file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&ids)
+                .with_context(|| format!("cannot open {}", ids.display()))?;
+            let ids_is_new = ids_file.metadata()?.len() == 0;
+            let mut ids_out = csv::WriterBuilder::new()
+                .has_headers(false)
+                .from_writer(ids_file);
+            if ids_is_new {
+                ids_out.write_record(["email", "contact_id"])?;
+            }
+            let mut rejects_out = csv::Writer::from_path(&rejects)
+                .with_context(|| format!("cannot create {}", rejects.display()))?;
+            rejects_out.write_record(["line", "reason"])?;
+            let total = cli::import::count_rows(&file)?;
+            let bar = indicatif::ProgressBar::new(total).with_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} rows  {per_sec}  ETA {eta}",
+                )?,
+            );
+            let input = std::io::BufReader::new(
+                std::fs::File::open(&file)
+                    .with_context(|| format!("cannot open {}", file.display()))?,
+            );
+            let mut client = server.connection().client().await?;
+            let started = std::time::Instant::now();
+            let summary = cli::import::import(
+                &mut client,
+                &options,
+                input,
+                &mut book,
+                &mut ids_out,
+                &mut rejects_out,
+                |done| bar.inc(done),
+            )
+            .await?;
+            bar.finish_and_clear();
+            let seconds = started.elapsed().as_secs_f64();
+            eprintln!(
+                "{} rows in {seconds:.1} s ({:.0} rows/s): {} imported, {} already imported, {} rejected (see {})",
+                summary.rows,
+                summary.rows as f64 / seconds.max(1e-9),
+                summary.imported,
+                summary.already_imported,
+                summary.rejected_total(),
+                rejects.display()
+            );
+            for (reason, count) in &summary.rejected {
+                eprintln!("  {count:>8}  {reason}");
+            }
+            eprintln!("contact ids of generated rows: {}", ids.display());
+            Ok(())
+        }
         Command::Export {
             contact_id,
             output,

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod bench;
 pub mod eligibility;
+pub mod import;
 pub mod rights;
 
 use anyhow::{bail, Context};
