@@ -29,15 +29,23 @@ enum Command {
     /// Example: consent-ledger serve --listen 127.0.0.1:50051 --data-dir ./data
     Serve(ServeArgs),
     /// Append events and read the ledger through a running server.
+    ///
+    /// Example: consent-ledger ledger history crm-1
     #[command(subcommand)]
     Ledger(LedgerCommand),
     /// Create bearer tokens for callers.
+    ///
+    /// Example: consent-ledger token create --name crm-sync --role writer
     #[command(subcommand)]
     Token(TokenCommand),
     /// Measure a running server under load.
+    ///
+    /// Example: consent-ledger bench append --concurrency 64 --connections 4 --duration 10
     #[command(subcommand)]
     Bench(BenchCommand),
     /// Proofs, checkpoints, full verification and offline bundles, for auditors.
+    ///
+    /// Example: consent-ledger audit verify-ledger
     #[command(subcommand)]
     Audit(AuditCommand),
     /// Decide whether a purpose may be carried out on a channel for one contact, and print
@@ -80,6 +88,8 @@ enum Command {
         server: Server,
     },
     /// Policy packs: check one offline, activate one, show or list those activated.
+    ///
+    /// Example: consent-ledger policy check deploy/policy/conservative.toml
     #[command(subcommand)]
     Policy(PolicyCommand),
     /// Check a configuration file without starting the server: every key, the files it
@@ -89,6 +99,13 @@ enum Command {
     /// Example: consent-ledger config check deploy/consent-ledger.toml
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print a shell completion script.
+    ///
+    /// Example: consent-ledger completions bash > /etc/bash_completion.d/consent-ledger
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Ask a server whether it is serving (gRPC health); exits 0 if it is, 1 if not. For
     /// container health checks.
     ///
@@ -157,6 +174,8 @@ enum Command {
     ///
     /// Deadlines are computed by the server from the regime. A step the law or the
     /// request's lifecycle does not allow is refused with the rule it breaks.
+    ///
+    /// Example: consent-ledger requests list --overdue
     #[command(subcommand)]
     Requests(RequestsCommand),
     /// Export everything held on a contact as one JSON document (GDPR Art. 15): every
@@ -338,6 +357,8 @@ impl TargetArgs {
 #[derive(Debug, Subcommand)]
 enum ConfigCommand {
     /// Validate a configuration file and print the effective configuration.
+    ///
+    /// Example: consent-ledger config check /etc/consent-ledger/consent-ledger.toml
     Check {
         /// The file.
         file: PathBuf,
@@ -411,6 +432,8 @@ enum RequestsCommand {
         server: Server,
     },
     /// Show one request.
+    ///
+    /// Example: consent-ledger requests get dsr-2d9d99192f593cbb20e0
     Get {
         /// The request id.
         request_id: String,
@@ -430,6 +453,8 @@ enum RequestsCommand {
         server: Server,
     },
     /// Record that receipt was confirmed to the requester.
+    ///
+    /// Example: consent-ledger requests acknowledge dsr-2d9d99192f593cbb20e0
     Acknowledge {
         /// The request id.
         request_id: String,
@@ -453,6 +478,8 @@ enum RequestsCommand {
         server: Server,
     },
     /// Refuse the request, with the reason given to the subject.
+    ///
+    /// Example: consent-ledger requests reject dsr-… --reason "identity could not be verified"
     Reject {
         /// The request id.
         request_id: String,
@@ -478,6 +505,7 @@ enum RequestsCommand {
 
 /// How imported contacts were acquired.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
 enum SourceArg {
     WebForm,
     Event,
@@ -504,6 +532,7 @@ impl SourceArg {
 
 /// A lawful basis (GDPR Art. 6(1)).
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
 enum BasisArg {
     Consent,
     Contract,
@@ -528,6 +557,7 @@ impl BasisArg {
 
 /// Business or consumer.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
 enum AudienceArg {
     B2b,
     B2c,
@@ -535,6 +565,7 @@ enum AudienceArg {
 
 /// The right a request exercises.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
 enum RequestKindArg {
     Access,
     Rectification,
@@ -559,6 +590,7 @@ impl RequestKindArg {
 
 /// The law whose deadlines apply.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
 enum RegimeArg {
     Gdpr,
     UkGdpr,
@@ -579,6 +611,7 @@ impl RegimeArg {
 
 /// What an objection covers.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
 enum ObjectionScopeArg {
     DirectMarketing,
     Profiling,
@@ -597,6 +630,7 @@ impl ObjectionScopeArg {
 
 /// The Art. 18(1) ground of a restriction.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
 enum RestrictionGroundArg {
     AccuracyContested,
     UnlawfulProcessing,
@@ -1064,6 +1098,14 @@ async fn main() -> std::process::ExitCode {
     }
     match run(cli, settings).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err)
+            if err
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            // The reader of our output went away (`… | head`): nothing more to say.
+            std::process::ExitCode::SUCCESS
+        }
         Err(err) => {
             match err.downcast_ref::<tonic::Status>() {
                 Some(status) => eprintln!("error: {:?}: {}", status.code(), status.message()),
@@ -1094,6 +1136,13 @@ async fn run(cli: Cli, settings: Option<Settings>) -> anyhow::Result<()> {
                 std::env::var("CONSENT_LEDGER_MASTER_KEY").ok(),
             )?;
             print!("{report}");
+            Ok(())
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "consent-ledger", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout().lock(), &script)?;
             Ok(())
         }
         Command::Health { server } => {
@@ -1198,9 +1247,12 @@ async fn run(cli: Cli, settings: Option<Settings>) -> anyhow::Result<()> {
             let ids = ids.unwrap_or_else(|| file.with_extension("ids.csv"));
             let rejects = rejects.unwrap_or_else(|| file.with_extension("rejects.csv"));
             let mut book = cli::import::IdBook::load(&ids)?;
-            let ids_file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
+            let mut ids_options = std::fs::OpenOptions::new();
+            ids_options.create(true).append(true);
+            // It links pseudonymous ids to email addresses: readable by its owner only.
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut ids_options, 0o600);
+            let ids_file = ids_options
                 .open(&ids)
                 .with_context(|| format!("cannot open {}", ids.display()))?;
             let ids_is_new = ids_file.metadata()?.len() == 0;
