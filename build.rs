@@ -12,6 +12,7 @@ fn main() -> anyhow::Result<()> {
         "proto/consentledger/v1/audit.proto",
         "proto/consentledger/v1/eligibility.proto",
         "proto/consentledger/v1/rights.proto",
+        "proto/consentledger/v1/admin.proto",
     ];
     println!("cargo:rerun-if-changed=proto");
     let descriptors = protox::compile(protos, ["proto"])?;

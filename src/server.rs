@@ -17,6 +17,7 @@ use crate::keyfile::{
     load_or_create_master_key, load_or_create_signing_key, KeyFileError, CHECKPOINT_KEY_FILE,
     MASTER_KEY_FILE,
 };
+use crate::proto::v1::admin_service_server::AdminServiceServer;
 use crate::proto::v1::audit_service_server::AuditServiceServer;
 use crate::proto::v1::eligibility_service_server::EligibilityServiceServer;
 use crate::proto::v1::ledger_service_server::LedgerServiceServer;
@@ -24,7 +25,7 @@ use crate::proto::v1::rights_service_server::RightsServiceServer;
 use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::service::auth::{reload_callers, AuthLayer, Authenticator, Callers, CallersError};
 use crate::service::eligibility::{ActivateError, Policies};
-use crate::service::{AuditApi, EligibilityApi, LedgerApi, RightsApi};
+use crate::service::{AdminApi, AuditApi, EligibilityApi, LedgerApi, RightsApi};
 use crate::store::{Checkpointer, Store, StoreError};
 
 /// Why the server could not start or stopped with an error.
@@ -219,6 +220,8 @@ pub async fn run(
         policies.clone(),
     ))
     .max_decoding_message_size(limits.max_message_bytes);
+    let admin = AdminServiceServer::new(AdminApi::new(store.clone(), checkpointer.clone()))
+        .max_decoding_message_size(limits.max_message_bytes);
     let ledger = LedgerApi::new(store.clone(), writer, policies, limits);
     let ledger =
         LedgerServiceServer::new(ledger).max_decoding_message_size(limits.max_message_bytes);
@@ -237,6 +240,9 @@ pub async fn run(
         .await;
     health_reporter
         .set_serving::<RightsServiceServer<RightsApi>>()
+        .await;
+    health_reporter
+        .set_serving::<AdminServiceServer<AdminApi>>()
         .await;
     health_reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)
@@ -267,6 +273,9 @@ pub async fn run(
             .set_not_serving::<RightsServiceServer<RightsApi>>()
             .await;
         reporter
+            .set_not_serving::<AdminServiceServer<AdminApi>>()
+            .await;
+        reporter
             .set_service_status("", tonic_health::ServingStatus::NotServing)
             .await;
     };
@@ -287,6 +296,7 @@ pub async fn run(
         .add_service(audit)
         .add_service(eligibility)
         .add_service(rights)
+        .add_service(admin)
         .serve_with_incoming_shutdown(no_delay(listener), on_shutdown)
         .await;
 

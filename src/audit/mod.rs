@@ -1,5 +1,6 @@
 //! Integrity structures shared by the writer and by verifiers. Pure: no I/O.
 
+pub mod backup;
 pub mod bundle;
 pub mod chain;
 pub mod checkpoint;

@@ -2,6 +2,7 @@
 //! in the protobuf JSON mapping (the same JSON `grpcurl` uses).
 
 pub mod audit;
+pub mod backup;
 pub mod bench;
 pub mod eligibility;
 pub mod import;

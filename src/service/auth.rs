@@ -199,6 +199,10 @@ pub const RPC_ACCESS: &[(&str, Access)] = &[
         "/consentledger.v1.RightsService/ExportContact",
         Access::Roles(&[Dpo]),
     ),
+    (
+        "/consentledger.v1.AdminService/Backup",
+        Access::Roles(&[Admin]),
+    ),
     ("/grpc.health.v1.Health/Check", Access::Public),
     ("/grpc.health.v1.Health/Watch", Access::Public),
     (

@@ -1,6 +1,7 @@
 //! gRPC services: one module per service; `convert` maps proto <-> domain, `error` maps
 //! every layer's errors to `tonic::Status`. Handlers validate, call the store, and map.
 
+pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod convert;
@@ -9,6 +10,7 @@ pub mod error;
 pub mod ledger;
 pub mod rights;
 
+pub use admin::AdminApi;
 pub use audit::AuditApi;
 pub use auth::Caller;
 pub use eligibility::EligibilityApi;

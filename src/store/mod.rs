@@ -2,6 +2,7 @@
 //! that appends. Reads never wait for the writer. Every method here blocks on disk I/O:
 //! call it off the async executor.
 
+mod backup;
 mod checkpoints;
 mod keys;
 mod personal;

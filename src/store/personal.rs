@@ -306,6 +306,16 @@ mod tests {
         }
         append(overridden).unwrap();
 
+        // A backup taken after the erasure does not bring the erased values back.
+        let backup = tempfile::tempdir().unwrap();
+        let backup_dir = backup.path().join("b");
+        store.backup(&backup_dir).unwrap();
+        assert_eq!(
+            files_containing(&backup_dir, &wrapped),
+            Vec::<String>::new()
+        );
+        assert_eq!(files_containing(&backup_dir, &sealed), Vec::<String>::new());
+
         drop(writer);
         thread.join();
         drop(store);
