@@ -1,6 +1,9 @@
-//! Kill the real binary with SIGKILL under concurrent appends, restart it on the same data
-//! directory, and check that every acknowledged receipt is there with the same hash, the
-//! sequence has no gaps, and every chain verifies.
+//! Kill the real binary with SIGKILL under concurrent appends, erasures and checkpoint
+//! signing, restart it on the same data directory, and check that every acknowledged
+//! receipt is there with the same hash, the sequence has no gaps, every chain verifies,
+//! every acknowledged erasure holds (data gone, identity suppressed), and the whole ledger
+//! with its checkpoints verifies. `CRASH_CYCLES` sets the number of kills (default 10;
+//! `scripts/crash-soak.sh` runs 100).
 
 #![allow(clippy::unwrap_used)]
 
@@ -13,13 +16,21 @@ use std::time::Duration;
 
 use common::*;
 use consent_ledger::proto::v1 as pb;
+use consent_ledger::proto::v1::audit_service_client::AuditServiceClient;
 use consent_ledger::proto::v1::ledger_service_client::LedgerServiceClient;
+use consent_ledger::proto::v1::rights_service_client::RightsServiceClient;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tonic::transport::Channel;
 
-const CYCLES: u64 = 5;
 const WRITERS: usize = 16;
+
+fn cycles() -> u64 {
+    std::env::var("CRASH_CYCLES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10)
+}
 
 async fn spawn_server(data_dir: &std::path::Path, log: &std::path::Path) -> (Child, String) {
     let log = std::fs::OpenOptions::new()
@@ -28,7 +39,15 @@ async fn spawn_server(data_dir: &std::path::Path, log: &std::path::Path) -> (Chi
         .open(log)
         .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_consent-ledger"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        // Checkpoints every 20 ms, so kills also land while one is being signed.
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--checkpoint-interval-ms",
+            "20",
+            "--data-dir",
+        ])
         .arg(data_dir)
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
@@ -105,8 +124,113 @@ async fn writer(url: String, cycle: u64, id: usize, acked: Arc<Mutex<Vec<pb::Rec
     }
 }
 
+/// Registers contacts with personal data and erases them, until the server dies; records
+/// the contacts whose erasure was acknowledged.
+async fn eraser(url: String, cycle: u64, erased: Arc<Mutex<Vec<String>>>) {
+    let Ok(channel) = tonic::transport::Endpoint::from_shared(url)
+        .unwrap()
+        .connect()
+        .await
+    else {
+        return;
+    };
+    let mut ledger = LedgerServiceClient::new(channel.clone());
+    let mut rights = RightsServiceClient::new(channel);
+    for n in 0u64.. {
+        let contact = format!("erase-{cycle}-{n}");
+        if ledger
+            .append(pb::AppendRequest {
+                event: Some(registered(&contact, "FR")),
+            })
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let erasure = rights
+            .erase_contact(pb::EraseContactRequest {
+                contact_id: contact.clone(),
+                reason: "crash test".into(),
+                ..Default::default()
+            })
+            .await;
+        match erasure {
+            Ok(_) => erased.lock().unwrap().push(contact),
+            Err(_) => return,
+        }
+    }
+}
+
+/// Every acknowledged erasure survived: the export says erased with no personal data left,
+/// and the email is suppressed.
+async fn check_erasures(url: &str, erased: &[String]) {
+    let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut rights = RightsServiceClient::new(channel.clone());
+    let mut ledger = LedgerServiceClient::new(channel);
+    for contact in erased {
+        let mut parts = rights
+            .export_contact(pb::ExportContactRequest {
+                contact_id: contact.clone(),
+                kind: pb::ExportKind::Access as i32,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        while let Some(part) = parts.message().await.unwrap() {
+            match part.part.unwrap() {
+                pb::export_part::Part::Header(h) => {
+                    assert!(h.erasure.is_some(), "{contact}: acknowledged erasure lost")
+                }
+                pb::export_part::Part::Entry(e) => {
+                    assert!(e.personal.is_none(), "{contact}: personal data back")
+                }
+                _ => {}
+            }
+        }
+    }
+    if let Some(contact) = erased.first() {
+        let mut again = registered("crash-reregister", "FR");
+        if let Some(pb::event::Kind::ContactRegistered(m)) = &mut again.kind {
+            m.personal.as_mut().unwrap().email = format!("{contact}@example.test");
+        }
+        let refused = ledger
+            .append(pb::AppendRequest { event: Some(again) })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refused.code(),
+            tonic::Code::FailedPrecondition,
+            "{refused:?}"
+        );
+    }
+}
+
+/// The whole ledger, checkpoints included, verifies.
+async fn check_whole_ledger(url: &str) {
+    let mut audit = AuditServiceClient::connect(url.to_owned()).await.unwrap();
+    let mut stream = audit
+        .verify_ledger(pb::VerifyLedgerRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let mut result = None;
+    while let Some(update) = stream.message().await.unwrap() {
+        if let Some(pb::verify_ledger_response::Update::Result(r)) = update.update {
+            result = Some(r);
+        }
+    }
+    let result = result.expect("VerifyLedger ended without a result");
+    assert!(result.ok, "{result:?}");
+    assert!(result.checkpoints_checked > 0);
+}
+
 /// Every seq from 1 to the tree size belongs to exactly one of the contacts the writers
-/// used, every acknowledged receipt is there unchanged, and every chain verifies.
+/// and erasers used, every acknowledged receipt is there unchanged, and every chain
+/// verifies.
 async fn check_ledger(
     client: &mut LedgerServiceClient<Channel>,
     acked: &[pb::Receipt],
@@ -120,8 +244,10 @@ async fn check_ledger(
     );
     let mut hashes = HashMap::new();
     for cycle in 0..cycles_started {
-        for id in 0..WRITERS {
-            let contact = format!("crash-{cycle}-{id}");
+        let writers = (0..WRITERS).map(|id| format!("crash-{cycle}-{id}"));
+        // Erasers number their contacts from 0 until one is missing.
+        let erasers = (0u64..).map(|n| format!("erase-{cycle}-{n}"));
+        for (index, contact) in writers.chain(erasers).enumerate() {
             let exists = client
                 .verify_contact(pb::VerifyContactRequest {
                     contact_id: contact.clone(),
@@ -132,7 +258,10 @@ async fn check_ledger(
                     let verified = verified.into_inner();
                     assert!(verified.ok, "{contact}: {verified:?}");
                 }
-                Err(status) if status.code() == tonic::Code::NotFound => continue,
+                Err(status) if status.code() == tonic::Code::NotFound && index < WRITERS => {
+                    continue
+                }
+                Err(status) if status.code() == tonic::Code::NotFound => break,
                 Err(status) => panic!("{contact}: {status}"),
             }
             for entry in history(client, &contact).await {
@@ -167,14 +296,17 @@ async fn acknowledged_appends_survive_sigkill() {
     let data = dir.path().join("data");
     let log = dir.path().join("server.log");
     let acked = Arc::new(Mutex::new(Vec::new()));
-    for cycle in 0..CYCLES {
+    let erased = Arc::new(Mutex::new(Vec::new()));
+    let cycles = cycles();
+    for cycle in 0..cycles {
         let (mut child, url) = spawn_server(&data, &log).await;
         let mut client = connect(&url).await;
         let so_far = acked.lock().unwrap().clone();
         check_ledger(&mut client, &so_far, cycle).await;
-        let writers: Vec<_> = (0..WRITERS)
+        let mut writers: Vec<_> = (0..WRITERS)
             .map(|id| tokio::spawn(writer(url.clone(), cycle, id, acked.clone())))
             .collect();
+        writers.push(tokio::spawn(eraser(url.clone(), cycle, erased.clone())));
         // Kill at a different moment each cycle, while writes are in flight.
         let before = acked.lock().unwrap().len();
         tokio::time::sleep(Duration::from_millis(150 + (cycle * 137) % 400)).await;
@@ -192,10 +324,14 @@ async fn acknowledged_appends_survive_sigkill() {
     let (mut child, url) = spawn_server(&data, &log).await;
     let mut client = connect(&url).await;
     let acked = acked.lock().unwrap().clone();
-    check_ledger(&mut client, &acked, CYCLES).await;
+    check_ledger(&mut client, &acked, cycles).await;
+    let erased = erased.lock().unwrap().clone();
+    check_erasures(&url, &erased).await;
+    check_whole_ledger(&url).await;
     eprintln!(
-        "{} acknowledged appends over {CYCLES} SIGKILL cycles all present",
-        acked.len()
+        "{} acknowledged appends and {} acknowledged erasures over {cycles} SIGKILL cycles all present",
+        acked.len(),
+        erased.len()
     );
     child.start_kill().unwrap();
     child.wait().await.unwrap();
