@@ -1,0 +1,395 @@
+//! Operations through a real server: the Prometheus endpoint, online backup and proven
+//! restore, and the CSV import of acquired contacts.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+/// The Prometheus endpoint over a real socket: what the writer, the services and the auth layer count, and the gauges read from the ledger at each scrape.
+mod metrics {
+    use crate::common;
+
+    use common::{append, consent_granted, free_port, http_get, registered, TestServer};
+    use consent_ledger::config::ServeConfig;
+    use consent_ledger::proto::v1 as pb;
+    use consent_ledger::proto::v1::eligibility_service_client::EligibilityServiceClient;
+    use consent_ledger::proto::v1::rights_service_client::RightsServiceClient;
+
+    #[tokio::test]
+    async fn metrics_count_appends_decisions_and_requests() {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let server = TestServer::start_config(ServeConfig {
+            data_dir: dir.path().to_path_buf(),
+            metrics_listen: Some(([127, 0, 0, 1], port).into()),
+            ..ServeConfig::default()
+        })
+        .await;
+        let channel = server.channel().await;
+        let mut ledger = server.client().await;
+        append(&mut ledger, registered("crm-m1", "FR")).await;
+        append(&mut ledger, consent_granted("crm-m1", "email_marketing")).await;
+        ledger
+            .append_batch(pb::AppendBatchRequest {
+                events: vec![registered("crm-m2", "US"), registered("crm-m3", "US")],
+            })
+            .await
+            .unwrap();
+        let mut eligibility = EligibilityServiceClient::new(channel.clone());
+        for contact in ["crm-m1", "crm-m2"] {
+            eligibility
+                .check(pb::CheckRequest {
+                    contact_id: contact.into(),
+                    purpose: "email_marketing".into(),
+                    channel: "email".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+        }
+        let mut rights = RightsServiceClient::new(channel);
+        rights
+            .open_request(pb::OpenRequestRequest {
+                contact_id: "crm-m1".into(),
+                kind: pb::RequestKind::Access as i32,
+                regime: pb::RequestRegime::Gdpr as i32,
+                received_at: Some(prost_types::Timestamp {
+                    seconds: 1_767_225_600, // 2026-01-01: long overdue
+                    nanos: 0,
+                }),
+                channel: "email".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+
+        let response = http_get(port, "/metrics").await;
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        assert!(response.contains("application/openmetrics-text"));
+        for expected in [
+            "consent_ledger_appends_total{kind=\"contact_registered\"} 3",
+            "consent_ledger_appends_total{kind=\"consent_granted\"} 1",
+            "consent_ledger_appends_total{kind=\"request_opened\"} 1",
+            "consent_ledger_append_batch_events_count 1",
+            "consent_ledger_append_batch_events_sum 2.0",
+            "consent_ledger_decisions_total{outcome=\"allowed\",rule=\"consent.granted\"} 1",
+            "consent_ledger_decisions_total{outcome=\"denied\",rule=\"opt_out.no_basis\"} 1",
+            // Policy activation, two unary appends, one batch and the request.
+            "consent_ledger_tree_size 6",
+            "consent_ledger_open_requests{kind=\"access\",regime=\"gdpr\"} 1",
+            "consent_ledger_overdue_requests{kind=\"access\",regime=\"gdpr\"} 1",
+        ] {
+            assert!(
+                response.contains(expected),
+                "missing {expected:?} in\n{response}"
+            );
+        }
+        assert!(response.contains("consent_ledger_commit_seconds_bucket"));
+        assert!(response.contains("consent_ledger_checkpoint_age_seconds"));
+        // Nothing personal: no email address, no contact id.
+        assert!(!response.contains("example.test") && !response.contains("crm-m1"));
+        assert!(http_get(port, "/other").await.starts_with("HTTP/1.1 404"));
+        drop((ledger, eligibility, rights));
+        server.stop().await;
+    }
+}
+
+/// Online backup while appends continue, and an offline restore that proves the backup against the checkpoint signed when it was taken.
+mod backup {
+    use crate::common;
+
+    use common::{append, registered, TestServer};
+    use consent_ledger::audit::backup::MANIFEST_FILE;
+    use consent_ledger::cli::backup::restore;
+    use consent_ledger::proto::v1 as pb;
+    use consent_ledger::proto::v1::admin_service_client::AdminServiceClient;
+    use consent_ledger::proto::v1::rights_service_client::RightsServiceClient;
+    use tonic::Code;
+
+    #[tokio::test]
+    async fn a_backup_taken_under_load_restores_and_proves_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let server = TestServer::start(&data).await;
+        let mut ledger = server.client().await;
+        for i in 0..20 {
+            append(&mut ledger, registered(&format!("crm-b{i}"), "FR")).await;
+        }
+        // Appends keep coming while the backup is taken.
+        let mut writer = server.client().await;
+        let load = tokio::spawn(async move {
+            for i in 0..200 {
+                append(&mut writer, registered(&format!("crm-load{i}"), "US")).await;
+            }
+        });
+        let mut admin = AdminServiceClient::new(server.channel().await);
+        let backup_dir = dir.path().join("backup-1");
+        let backup = admin
+            .backup(pb::BackupRequest {
+                to_dir: backup_dir.display().to_string(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        load.await.unwrap();
+        assert!(backup.tree_size >= 21, "{}", backup.tree_size);
+        assert!(backup_dir.join(MANIFEST_FILE).exists());
+        for (to_dir, code) in [
+            (backup_dir.display().to_string(), Code::InvalidArgument),
+            ("relative/dir".to_owned(), Code::InvalidArgument),
+        ] {
+            let err = admin
+                .backup(pb::BackupRequest { to_dir })
+                .await
+                .unwrap_err();
+            assert_eq!(err.code(), code);
+            assert!(err.message().starts_with("to_dir:"));
+        }
+        drop((ledger, admin));
+        server.stop().await;
+
+        // Restore offline, proven against the signed checkpoint.
+        let restored = dir.path().join("restored");
+        let report = restore(&backup_dir, &restored, None).unwrap();
+        assert_eq!(report.manifest.tree_size, backup.tree_size);
+        assert_eq!(report.manifest.root.to_vec(), backup.root_hash);
+        assert!(report.signed_size >= backup.tree_size);
+        assert_eq!(report.verification.entries, backup.tree_size);
+        // Into a directory that is not empty: refused.
+        assert!(restore(&backup_dir, &restored, None)
+            .unwrap_err()
+            .to_string()
+            .contains("not empty"));
+        // A manifest whose root was changed does not prove anything.
+        let manifest_path = backup_dir.join(MANIFEST_FILE);
+        let text = std::fs::read_to_string(&manifest_path).unwrap();
+        let mut manifest: serde_json::Value = serde_json::from_str(&text).unwrap();
+        manifest["root"] = serde_json::Value::String("00".repeat(32));
+        std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+        let err = restore(&backup_dir, &dir.path().join("restored-2"), None).unwrap_err();
+        assert!(format!("{err:#}").contains("does not prove"), "{err:#}");
+        assert!(!dir.path().join("restored-2").exists());
+
+        // With its keys beside it, the restored ledger serves what the backup held.
+        for key in ["master.key", "checkpoint-signing.key"] {
+            std::fs::copy(data.join(key), restored.join(key)).unwrap();
+        }
+        let server = TestServer::start(&restored).await;
+        let mut ledger = server.client().await;
+        let head = common::tree_head(&mut ledger).await;
+        assert_eq!(head.0, backup.tree_size);
+        let mut rights = RightsServiceClient::new(server.channel().await);
+        let mut parts = rights
+            .export_contact(pb::ExportContactRequest {
+                contact_id: "crm-b3".into(),
+                kind: pb::ExportKind::Access as i32,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut email = None;
+        while let Some(part) = parts.message().await.unwrap() {
+            if let Some(pb::export_part::Part::Entry(entry)) = part.part {
+                email = entry.personal.map(|p| p.email);
+            }
+        }
+        assert_eq!(email.as_deref(), Some("crm-b3@example.test"));
+        drop((ledger, rights));
+        server.stop().await;
+    }
+}
+
+/// CSV import of acquired contacts through a real server: rows become contacts with their acquisition and basis, bad rows are listed with the reason, an erased identity is not re-imported, and a rerun imports nothing twice.
+mod import {
+    use crate::common;
+
+    use common::{append, registered, tree_head, TestServer};
+    use consent_ledger::cli::import::{import, Columns, IdBook, ImportOptions};
+    use consent_ledger::cli::Connection;
+    use consent_ledger::proto::v1 as pb;
+    use consent_ledger::proto::v1::eligibility_service_client::EligibilityServiceClient;
+    use consent_ledger::proto::v1::rights_service_client::RightsServiceClient;
+
+    const CSV: &str = "E-Mail,Name,Country,Collected\n\
+    a.lead@example.test,Ann Lead,DE,2026-01-05\n\
+    b.lead@example.test,Bob Lead,us,2026-01-06T09:30:00Z\n\
+    ,No Email,FR,\n\
+    c.lead@example.test,Cy Lead,XX,\n\
+    B.Lead@Example.TEST,Bob Again,US,\n\
+    erased.person@example.test,Erased Person,GB,\n\
+    d.lead@example.test,Di Lead,Germany,\n";
+
+    fn options(columns: Columns) -> ImportOptions {
+        ImportOptions {
+            columns,
+            source_kind: pb::SourceKind::DataVendorExport,
+            supplier: Some("Acme Data".into()),
+            source_reference: "acme-2026-01.csv".into(),
+            basis: pb::LegalBasis::LegitimateInterests,
+            purpose: "storage".into(),
+            justification: "LIA-2026-07".into(),
+            audience: pb::Audience::B2b,
+            acquired_at: None,
+            batch_rows: 2,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_vendor_list_is_imported_once_with_bad_rows_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(dir.path()).await;
+        let mut ledger = server.client().await;
+        // Someone erased earlier must not come back through a purchased list.
+        let mut erased = registered("crm-erased", "GB");
+        if let Some(pb::event::Kind::ContactRegistered(m)) = &mut erased.kind {
+            m.personal.as_mut().unwrap().email = "erased.person@example.test".into();
+        }
+        append(&mut ledger, erased).await;
+        let mut rights = RightsServiceClient::new(server.channel().await);
+        rights
+            .erase_contact(pb::EraseContactRequest {
+                contact_id: "crm-erased".into(),
+                reason: "Art. 17".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+
+        let columns = Columns {
+            id: None,
+            email: "e-mail".into(),
+            name: Some("Name".into()),
+            country: "Country".into(),
+            acquired_at: Some("Collected".into()),
+            ..Columns::default()
+        };
+        let mut client = Connection::plain(&server.url()).client().await.unwrap();
+        let mut book = IdBook::default();
+        let mut ids = csv::Writer::from_writer(Vec::new());
+        let mut rejects = csv::Writer::from_writer(Vec::new());
+        let mut progressed = 0;
+        let summary = import(
+            &mut client,
+            &options(columns.clone()),
+            CSV.as_bytes(),
+            &mut book,
+            &mut ids,
+            &mut rejects,
+            |n| progressed += n,
+        )
+        .await
+        .unwrap();
+        assert_eq!(summary.rows, 7);
+        assert_eq!(summary.imported, 2, "{summary:?}");
+        assert_eq!(summary.already_imported, 0);
+        assert_eq!(summary.rejected_total(), 5, "{summary:?}");
+        assert_eq!(progressed, 4, "rows sent to the server");
+        let rejects = String::from_utf8(rejects.into_inner().unwrap()).unwrap();
+        let lines: Vec<&str> = rejects.lines().collect();
+        assert_eq!(lines.len(), 5, "{rejects}");
+        assert!(
+            lines.iter().any(|l| l.starts_with("4,missing email")),
+            "{rejects}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("5,") && l.contains("country")),
+            "{rejects}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("6,duplicate: the same email as line 3")),
+            "{rejects}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("7,") && l.contains("suppressed by the erasure")),
+            "{rejects}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("8,") && l.contains("bad country")),
+            "{rejects}"
+        );
+        assert_eq!(summary.rejected["suppressed (erased identity)"], 1);
+
+        // The ids file maps each generated id to its email; the contact is on record with its
+        // acquisition and basis, and not emailable in Germany without double opt-in.
+        let ids = String::from_utf8(ids.into_inner().unwrap()).unwrap();
+        let ann = ids
+            .lines()
+            .find(|l| l.starts_with("a.lead@example.test,"))
+            .unwrap()
+            .split(',')
+            .nth(1)
+            .unwrap()
+            .to_owned();
+        assert!(ann.starts_with("imp-"));
+        let history = common::history(&mut ledger, &ann).await;
+        assert_eq!(history.len(), 3);
+        let occurred = history[0].event.as_ref().unwrap().occurred_at.unwrap();
+        assert_eq!(occurred.seconds, 1_767_571_200, "2026-01-05T00:00:00Z");
+        assert!(matches!(
+            history[1].event.as_ref().unwrap().kind,
+            Some(pb::event::Kind::AcquisitionRecorded(ref a)) if a.supplier == "Acme Data"
+        ));
+        let mut eligibility = EligibilityServiceClient::new(server.channel().await);
+        let decision = eligibility
+            .check(pb::CheckRequest {
+                contact_id: ann.clone(),
+                purpose: "email_marketing".into(),
+                channel: "email".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!decision.allowed, "{decision:?}");
+
+        // A rerun of the same file with the same ids imports nothing twice.
+        let (size, _) = tree_head(&mut ledger).await;
+        let mut ids_again = csv::Writer::from_writer(Vec::new());
+        let mut rejects_again = csv::Writer::from_writer(Vec::new());
+        let again = import(
+            &mut client,
+            &options(columns.clone()),
+            CSV.as_bytes(),
+            &mut book,
+            &mut ids_again,
+            &mut rejects_again,
+            |_| {},
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (again.imported, again.already_imported),
+            (0, 2),
+            "{again:?}"
+        );
+        assert_eq!(again.rejected_total(), 5);
+        assert_eq!(tree_head(&mut ledger).await.0, size);
+        assert!(String::from_utf8(ids_again.into_inner().unwrap())
+            .unwrap()
+            .is_empty());
+
+        // A CSV without a required column is refused before anything is sent.
+        let err = import(
+            &mut client,
+            &options(Columns::default()),
+            "mail,land\nx@example.test,DE\n".as_bytes(),
+            &mut book,
+            &mut csv::Writer::from_writer(Vec::new()),
+            &mut csv::Writer::from_writer(Vec::new()),
+            |_| {},
+        )
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("no column \"email\""), "{err}");
+        drop((ledger, rights, eligibility, client));
+        server.stop().await;
+    }
+}
