@@ -39,6 +39,14 @@ pub enum ServerError {
         /// The cause.
         source: StoreError,
     },
+    /// The ledger's files are damaged; nothing was opened or changed.
+    #[error("the ledger in {path} is damaged and was not opened: {detail}. Nothing was written, moved or removed. Keep the directory as evidence (copy it aside), restore the latest backup into a new directory with `consent-ledger restore`, and compare the two with `consent-ledger audit verify-ledger`; see the README, \"Damaged data at start\"")]
+    Damaged {
+        /// The data directory.
+        path: String,
+        /// What the storage engine found, naming the file.
+        detail: String,
+    },
     /// The callers file is unreadable or malformed.
     #[error(transparent)]
     Callers(#[from] CallersError),
@@ -116,7 +124,13 @@ pub async fn run(
     let store = tokio::task::spawn_blocking(move || Store::open(&data_dir))
         .await
         .map_err(|_| store_error(StoreError::WriterStopped))?
-        .map_err(store_error)?;
+        .map_err(|err| match err {
+            StoreError::Corrupt(detail) => ServerError::Damaged {
+                path: config.data_dir.display().to_string(),
+                detail,
+            },
+            other => store_error(other),
+        })?;
     let head = store.tree_head().map_err(store_error)?;
     tracing::info!(tree_size = head.size, root = %hex::encode(head.root), "ledger opened");
     let (key_path, create_key) = match &config.checkpoint_key {

@@ -393,3 +393,83 @@ mod import {
         server.stop().await;
     }
 }
+
+/// A damaged file at start: the server refuses to open, names the file and what to do,
+/// and changes nothing.
+mod damage {
+    use crate::common::{append, registered, TestServer};
+    use consent_ledger::config::ServeConfig;
+    use sha2::{Digest, Sha256};
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    /// SHA-256 of every storage file (SSTs, WALs, MANIFESTs) in `dir`.
+    fn storage_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                name.ends_with(".sst") || name.ends_with(".log") || name.starts_with("MANIFEST")
+            })
+            .map(|p| {
+                let digest = Sha256::digest(std::fs::read(&p).unwrap()).to_vec();
+                (
+                    p.file_name().unwrap().to_string_lossy().into_owned(),
+                    digest,
+                )
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_damaged_sst_stops_the_start_naming_the_file_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(dir.path()).await;
+        let mut ledger = server.client().await;
+        for i in 0..30 {
+            append(&mut ledger, registered(&format!("crm-d{i}"), "FR")).await;
+        }
+        drop(ledger);
+        server.stop().await; // flushes: the entries are in SST files now
+
+        // Damage the footer of the largest SST (its magic number).
+        let (sst, _) = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "sst"))
+            .map(|p| {
+                let len = std::fs::metadata(&p).unwrap().len();
+                (p, len)
+            })
+            .max_by_key(|(_, len)| *len)
+            .unwrap();
+        let mut bytes = std::fs::read(&sst).unwrap();
+        let at = bytes.len() - 4;
+        bytes[at] ^= 0xff;
+        std::fs::write(&sst, &bytes).unwrap();
+        let before = storage_files(dir.path());
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let config = ServeConfig {
+            data_dir: dir.path().to_path_buf(),
+            ..ServeConfig::default()
+        };
+        let err = consent_ledger::server::run(listener, config, std::future::pending())
+            .await
+            .unwrap_err()
+            .to_string();
+        let name = sst.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(err.contains("is damaged and was not opened"), "{err}");
+        assert!(
+            err.contains(&name),
+            "the message does not name {name}: {err}"
+        );
+        assert!(err.contains("consent-ledger restore"), "{err}");
+        assert_eq!(
+            storage_files(dir.path()),
+            before,
+            "a storage file was changed"
+        );
+    }
+}

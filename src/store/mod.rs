@@ -140,6 +140,10 @@ impl Store {
         options.create_if_missing(true);
         options.create_missing_column_families(true);
         options.set_paranoid_checks(true);
+        // A WAL record cut short at the very end (a crash mid-write of something never
+        // acknowledged) is dropped; damage anywhere else refuses the open instead of
+        // silently losing what follows it.
+        options.set_wal_recovery_mode(rocksdb::DBRecoveryMode::TolerateCorruptedTailRecords);
         options.set_compression_type(rocksdb::DBCompressionType::Lz4);
         options.increase_parallelism(2);
         // One block cache for every family, large enough that the contact states and
@@ -166,7 +170,13 @@ impl Store {
             family.set_block_based_table_factory(&table);
             ColumnFamilyDescriptor::new(*name, family)
         });
-        let db = DB::open_cf_descriptors(&options, path, families)?;
+        let db = DB::open_cf_descriptors(&options, path, families).map_err(|e| {
+            match e.kind() {
+                // Damaged files: reported as such (naming the file), never repaired here.
+                rocksdb::ErrorKind::Corruption => StoreError::Corrupt(e.into_string()),
+                _ => StoreError::Engine(e),
+            }
+        })?;
         Ok(Self {
             db: Arc::new(db),
             metrics: Arc::new(Metrics::new()),
