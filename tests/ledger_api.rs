@@ -834,3 +834,100 @@ mod concurrency {
         server.stop().await;
     }
 }
+
+/// Bad input below the API: raw HTTP/2 requests with broken gRPC framing or protobuf bytes
+/// get an error status, and the server keeps serving everyone else.
+mod wire {
+    use super::*;
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Bytes;
+
+    /// Sends `body` (already framed, or not) to `path` with `content_type`; returns the
+    /// HTTP status and the `grpc-status` from the headers or trailers.
+    async fn raw_call(
+        addr: std::net::SocketAddr,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (u16, Option<i32>) {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut sender, connection) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(stream),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(connection);
+        let request = hyper::Request::post(format!("http://{addr}{path}"))
+            .header("content-type", content_type)
+            .header("te", "trailers")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        let status = response.status().as_u16();
+        let header_status = response
+            .headers()
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok()?.parse().ok());
+        let collected = response.into_body().collect().await.unwrap();
+        let trailer_status = collected
+            .trailers()
+            .and_then(|t| t.get("grpc-status"))
+            .and_then(|v| v.to_str().ok()?.parse().ok());
+        (status, header_status.or(trailer_status))
+    }
+
+    fn framed(message: &[u8]) -> Vec<u8> {
+        let mut out = vec![0];
+        out.extend_from_slice(&(message.len() as u32).to_be_bytes());
+        out.extend_from_slice(message);
+        out
+    }
+
+    #[tokio::test]
+    async fn broken_frames_and_bytes_are_refused_and_the_server_keeps_serving() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(dir.path()).await;
+        let mut client = server.client().await;
+        let append_path = "/consentledger.v1.LedgerService/Append";
+        let grpc = "application/grpc";
+        // Protobuf bytes that do not parse (a truncated length-delimited field).
+        let (http, code) =
+            raw_call(server.addr, append_path, grpc, framed(&[0x0a, 0x40, 0x01])).await;
+        assert_eq!((http, code), (200, Some(Code::Internal as i32)));
+        // A string field holding bytes that are not UTF-8.
+        let bad_utf8 = [0x0a, 0x04, 0x0a, 0x02, 0xff, 0xfe];
+        let (_, code) = raw_call(server.addr, append_path, grpc, framed(&bad_utf8)).await;
+        assert_eq!(code, Some(Code::Internal as i32));
+        // A frame that announces more than the message limit.
+        let mut huge = vec![0];
+        huge.extend_from_slice(&(64u32 << 20).to_be_bytes());
+        huge.extend_from_slice(&[0; 16]);
+        let (_, code) = raw_call(server.addr, append_path, grpc, huge).await;
+        assert_eq!(code, Some(Code::OutOfRange as i32));
+        // A frame cut short.
+        let (_, code) = raw_call(server.addr, append_path, grpc, vec![0, 0, 0, 0, 9, 1]).await;
+        assert!(matches!(code, Some(c) if c != 0), "{code:?}");
+        // Not gRPC at all.
+        let (http, code) =
+            raw_call(server.addr, append_path, "application/json", b"{}".to_vec()).await;
+        assert!(
+            http != 200 || code.is_some_and(|c| c != 0),
+            "{http} {code:?}"
+        );
+        // An unknown method.
+        let (_, code) = raw_call(
+            server.addr,
+            "/consentledger.v1.LedgerService/Nope",
+            grpc,
+            framed(&[]),
+        )
+        .await;
+        assert_eq!(code, Some(Code::PermissionDenied as i32));
+
+        // Everyone else is still served.
+        append(&mut client, registered("crm-after-wire", "DE")).await;
+        drop(client);
+        server.stop().await;
+    }
+}
