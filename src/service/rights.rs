@@ -74,7 +74,7 @@ impl RightsApi {
             .map_err(Status::from)
     }
 
-    /// Records one step of request `request_id`, built by `step`, and answers with the
+    /// Records `step` of request `request_id` on its contact's chain and answers with the
     /// request as it now stands.
     async fn request_step(
         &self,
