@@ -1312,48 +1312,10 @@ async fn run(cli: Cli, settings: Option<Settings>) -> anyhow::Result<()> {
             };
             let ids = ids.unwrap_or_else(|| file.with_extension("ids.csv"));
             let rejects = rejects.unwrap_or_else(|| file.with_extension("rejects.csv"));
-            let mut book = cli::import::IdBook::load(&ids)?;
-            let mut ids_options = std::fs::OpenOptions::new();
-            ids_options.create(true).append(true);
-            // It links pseudonymous ids to email addresses: readable by its owner only.
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut ids_options, 0o600);
-            let ids_file = ids_options
-                .open(&ids)
-                .with_context(|| format!("cannot open {}", ids.display()))?;
-            let ids_is_new = ids_file.metadata()?.len() == 0;
-            let mut ids_out = csv::WriterBuilder::new()
-                .has_headers(false)
-                .from_writer(ids_file);
-            if ids_is_new {
-                ids_out.write_record(["email", "contact_id"])?;
-            }
-            let mut rejects_out = csv::Writer::from_path(&rejects)
-                .with_context(|| format!("cannot create {}", rejects.display()))?;
-            rejects_out.write_record(["line", "reason"])?;
-            let total = cli::import::count_rows(&file)?;
-            let bar = indicatif::ProgressBar::new(total).with_style(
-                indicatif::ProgressStyle::with_template(
-                    "{bar:40} {pos}/{len} rows  {per_sec}  ETA {eta}",
-                )?,
-            );
-            let input = std::io::BufReader::new(
-                std::fs::File::open(&file)
-                    .with_context(|| format!("cannot open {}", file.display()))?,
-            );
             let mut client = server.connection().client().await?;
             let started = std::time::Instant::now();
-            let summary = cli::import::import(
-                &mut client,
-                &options,
-                input,
-                &mut book,
-                &mut ids_out,
-                &mut rejects_out,
-                |done| bar.inc(done),
-            )
-            .await?;
-            bar.finish_and_clear();
+            let summary =
+                cli::import::import_file(&mut client, &options, &file, &ids, &rejects).await?;
             let seconds = started.elapsed().as_secs_f64();
             eprintln!(
                 "{} rows in {seconds:.1} s ({:.0} rows/s): {} imported, {} already imported, {} rejected (see {})",

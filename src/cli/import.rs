@@ -456,8 +456,56 @@ fn new_contact_id() -> anyhow::Result<String> {
     Ok(format!("imp-{}", hex::encode(bytes)))
 }
 
+/// Imports the CSV file `file`: reads the ids file `ids` back (appending new ids to it,
+/// created with mode 0600 since it links ids to emails), writes the rejects to `rejects`,
+/// and shows a progress bar with rate and ETA on a terminal.
+pub async fn import_file(
+    client: &mut Client,
+    options: &ImportOptions,
+    file: &Path,
+    ids: &Path,
+    rejects: &Path,
+) -> anyhow::Result<ImportSummary> {
+    let mut book = IdBook::load(ids)?;
+    let mut ids_options = std::fs::OpenOptions::new();
+    ids_options.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut ids_options, 0o600);
+    let ids_file = ids_options
+        .open(ids)
+        .with_context(|| format!("cannot open {}", ids.display()))?;
+    let ids_is_new = ids_file.metadata()?.len() == 0;
+    let mut ids_out = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(ids_file);
+    if ids_is_new {
+        ids_out.write_record(["email", "contact_id"])?;
+    }
+    let mut rejects_out = csv::Writer::from_path(rejects)
+        .with_context(|| format!("cannot create {}", rejects.display()))?;
+    rejects_out.write_record(["line", "reason"])?;
+    let bar = indicatif::ProgressBar::new(count_rows(file)?).with_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} rows  {per_sec}  ETA {eta}")?,
+    );
+    let input = std::io::BufReader::new(
+        std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?,
+    );
+    let summary = import(
+        client,
+        options,
+        input,
+        &mut book,
+        &mut ids_out,
+        &mut rejects_out,
+        |done| bar.inc(done),
+    )
+    .await?;
+    bar.finish_and_clear();
+    Ok(summary)
+}
+
 /// Counts the data rows of a CSV file (for the progress bar's length and ETA).
-pub fn count_rows(path: &Path) -> anyhow::Result<u64> {
+fn count_rows(path: &Path) -> anyhow::Result<u64> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut reader = csv::Reader::from_reader(std::io::BufReader::new(file));

@@ -37,7 +37,7 @@ pub fn submission_from_proto(
     registry: &Registry,
     now: DateTime<Utc>,
 ) -> Result<Submission, SubmissionError> {
-    let contact_id = client_contact_id(&event.contact_id)?;
+    let contact_id = client_contact_id("contact_id", &event.contact_id)?;
     let idempotency_key = non_empty(&event.idempotency_key)
         .map(|k| IdempotencyKey::parse("idempotency_key", k))
         .transpose()?;
@@ -335,7 +335,7 @@ pub fn open_request_from_proto(
     registry: &Registry,
     now: DateTime<Utc>,
 ) -> Result<Submission, SubmissionError> {
-    let contact_id = client_contact_id(&request.contact_id)?;
+    let contact_id = client_contact_id("contact_id", &request.contact_id)?;
     let kind = request_kind_from_proto(request.kind, "kind")?;
     let regime = request_regime(request.regime, "regime")?;
     let received_at = request
@@ -418,12 +418,13 @@ pub fn calendar_day(text: &str, field: &str) -> Result<NaiveDate, ValidationErro
         .map_err(|_| ValidationError::new(field, "must be a day written YYYY-MM-DD"))
 }
 
-/// A contact id a client may write for: valid, and not one of the ledger's own chains.
-pub(crate) fn client_contact_id(id: &str) -> Result<ContactId, ValidationError> {
-    let contact = ContactId::parse("contact_id", id)?;
+/// A contact id a client may name (in `field`): valid, and not one of the ledger's own
+/// chains.
+pub(crate) fn client_contact_id(field: &str, id: &str) -> Result<ContactId, ValidationError> {
+    let contact = ContactId::parse(field, id)?;
     if contact.is_reserved() {
         return Err(ValidationError::new(
-            "contact_id",
+            field,
             "contact ids starting with '~' are reserved for the ledger's own chains",
         ));
     }

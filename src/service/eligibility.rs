@@ -11,7 +11,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::instrument;
 
-use super::convert::{timestamp, to_timestamp};
+use super::convert::{client_contact_id, timestamp, to_timestamp};
 use super::{blocking, caller};
 use crate::ledger::projection::Cutoff;
 use crate::ledger::ContactState;
@@ -403,17 +403,6 @@ fn states_for(
     }
 }
 
-fn client_contact(field: &str, id: &str) -> Result<ContactId, ValidationError> {
-    let contact = ContactId::parse(field, id)?;
-    if contact.is_reserved() {
-        return Err(ValidationError::new(
-            field,
-            "contact ids starting with '~' are the ledger's own chains, not contacts",
-        ));
-    }
-    Ok(contact)
-}
-
 fn policy_to_proto(activation: &Activation, active: bool, text: Option<String>) -> pb::Policy {
     pb::Policy {
         version: activation.pack.version.clone(),
@@ -455,7 +444,7 @@ impl EligibilityService for EligibilityApi {
         request: Request<pb::CheckRequest>,
     ) -> Result<Response<pb::Decision>, Status> {
         let request = request.into_inner();
-        let contact = client_contact("contact_id", &request.contact_id)?;
+        let contact = client_contact_id("contact_id", &request.contact_id)?;
         tracing::Span::current().record("contact", contact.as_str());
         let target = Target::from_proto(
             request.purpose,
@@ -733,7 +722,7 @@ fn screen_chunk(
     // Malformed ids are decisions too, so one bad row never ends a campaign's screening.
     let parsed: Vec<Result<ContactId, ValidationError>> = ids
         .iter()
-        .map(|id| client_contact("contact_ids", id))
+        .map(|id| client_contact_id("contact_ids", id))
         .collect();
     let valid: Vec<ContactId> = parsed
         .iter()

@@ -289,7 +289,7 @@ impl RightsService for RightsApi {
     ) -> Result<Response<pb::EraseContactResponse>, Status> {
         let actor = caller(&request)?;
         let request = request.into_inner();
-        let contact = client_contact_id(&request.contact_id)?;
+        let contact = client_contact_id("contact_id", &request.contact_id)?;
         tracing::Span::current().record("contact", contact.as_str());
         let reason = optional_text(&request.reason, "reason")?.ok_or_else(|| {
             ValidationError::new("reason", "is required: why the personal data is erased")
