@@ -19,6 +19,9 @@ pub struct Limits {
     pub max_concurrent_streams: u32,
     /// Longest a request may run before it is cancelled (`request_timeout`).
     pub request_timeout: Duration,
+    /// Free space kept on the data directory's disk: appends are refused below it, in
+    /// bytes (`min_free_disk_mib`; 0 turns the check off).
+    pub min_free_disk_bytes: u64,
 }
 
 impl Default for Limits {
@@ -28,9 +31,12 @@ impl Default for Limits {
             max_batch_events: 10_000,
             max_concurrent_streams: 256,
             request_timeout: Duration::from_secs(30),
+            min_free_disk_bytes: 256 * MIB,
         }
     }
 }
+
+const MIB: u64 = 1024 * 1024;
 
 /// The server's TLS files (PEM).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,6 +211,9 @@ pub struct LimitSettings {
     /// `request_timeout_secs`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_timeout_secs: Option<u64>,
+    /// `min_free_disk_mib`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_free_disk_mib: Option<u64>,
 }
 
 impl LimitSettings {
@@ -317,6 +326,10 @@ impl Settings {
                     .limits
                     .request_timeout_secs
                     .or(self.limits.request_timeout_secs),
+                min_free_disk_mib: over
+                    .limits
+                    .min_free_disk_mib
+                    .or(self.limits.min_free_disk_mib),
             },
         }
     }
@@ -415,6 +428,10 @@ impl Settings {
                         .limits
                         .request_timeout_secs
                         .map_or(limits.request_timeout, Duration::from_secs),
+                    min_free_disk_bytes: self
+                        .limits
+                        .min_free_disk_mib
+                        .map_or(limits.min_free_disk_bytes, |mib| mib.saturating_mul(MIB)),
                 },
                 callers_file: self.callers.clone(),
                 tls,

@@ -928,6 +928,11 @@ struct ServeArgs {
     /// Longest a request may run, in seconds [default: 30].
     #[arg(long, env = "CONSENT_LEDGER_REQUEST_TIMEOUT_SECS")]
     request_timeout_secs: Option<u64>,
+    /// Free space to keep on the data directory's disk, in MiB: below it, appends are
+    /// refused with RESOURCE_EXHAUSTED (reads and eligibility go on) until space is freed
+    /// [default: 256; 0 turns the check off].
+    #[arg(long, env = "CONSENT_LEDGER_MIN_FREE_DISK_MIB")]
+    min_free_disk_mib: Option<u64>,
     /// Callers file: names, roles and token digests (see `token create`). Without it,
     /// authentication is off and only loopback addresses are allowed.
     #[arg(long, env = "CONSENT_LEDGER_CALLERS")]
@@ -1002,6 +1007,7 @@ impl ServeArgs {
                 max_batch_events: self.max_batch_events,
                 max_concurrent_streams: self.max_concurrent_streams,
                 request_timeout_secs: self.request_timeout_secs,
+                min_free_disk_mib: self.min_free_disk_mib,
             },
         }))
     }

@@ -65,6 +65,10 @@ pub struct Metrics {
     pub auth_failures: Family<AuthLabels, Counter>,
     /// Entries in the ledger (set when scraped).
     pub tree_size: Gauge,
+    /// Bytes free on the data directory's disk (set when scraped).
+    pub disk_free_bytes: Gauge,
+    /// 1 while appends are refused for want of disk space (set when scraped).
+    pub appends_refused_for_space: Gauge,
     /// Seconds since the latest signed checkpoint (set when scraped; -1 without one).
     pub checkpoint_age_seconds: Gauge<f64, AtomicU64>,
     /// Entries not yet covered by a signed checkpoint (set when scraped).
@@ -94,6 +98,8 @@ impl Metrics {
             screened: Counter::default(),
             auth_failures: Family::default(),
             tree_size: Gauge::default(),
+            disk_free_bytes: Gauge::default(),
+            appends_refused_for_space: Gauge::default(),
             checkpoint_age_seconds: Gauge::default(),
             entries_after_checkpoint: Gauge::default(),
             open_requests: Family::default(),
@@ -139,6 +145,16 @@ impl Metrics {
             "tree_size",
             "Entries in the ledger",
             metrics.tree_size.clone(),
+        );
+        registry.register(
+            "disk_free_bytes",
+            "Bytes free on the data directory's disk",
+            metrics.disk_free_bytes.clone(),
+        );
+        registry.register(
+            "appends_refused_for_space",
+            "1 while appends are refused because the data directory's disk is below its minimum free space or full",
+            metrics.appends_refused_for_space.clone(),
         );
         registry.register(
             "checkpoint_age_seconds",

@@ -165,6 +165,9 @@ pub async fn run(
     };
     let keyring = Arc::new(Keyring::new(&master_key));
     drop(master_key);
+    store
+        .disk_space()
+        .keep_free(config.limits.min_free_disk_bytes);
     let (writer, writer_thread) = store.start_writer(keyring.clone()).map_err(store_error)?;
     let purged = store.purge_erased().map_err(store_error)?;
     if purged.contacts > 0 {
@@ -270,9 +273,12 @@ pub async fn run(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
+    let disk_watch = tokio::spawn(watch_disk_space(store.clone(), health_reporter.clone()));
     let reporter = health_reporter.clone();
+    let stop_disk_watch = disk_watch.abort_handle();
     let on_shutdown = async move {
         shutdown.await;
+        stop_disk_watch.abort();
         tracing::info!("shutting down: health NOT_SERVING, draining in-flight requests");
         reporter
             .set_not_serving::<LedgerServiceServer<LedgerApi>>()
@@ -318,6 +324,7 @@ pub async fn run(
         reloader.abort();
     }
     cadence.abort();
+    disk_watch.abort();
     if let Some(endpoint) = metrics_endpoint {
         endpoint.abort();
     }
@@ -360,13 +367,52 @@ fn no_delay(
 async fn sign_checkpoints(checkpointer: Checkpointer, interval: std::time::Duration) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
     loop {
         ticks.tick().await;
         let signer = checkpointer.clone();
         match tokio::task::spawn_blocking(move || signer.checkpoint_now()).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(err)) => tracing::error!(cause = %err, "could not sign a checkpoint"),
+            Ok(Ok(_)) => {
+                if failing {
+                    tracing::info!("signing checkpoints again");
+                }
+                failing = false;
+            }
+            // Once per run of failures (a full disk fails every tick until space is freed).
+            Ok(Err(err)) if !failing => {
+                failing = true;
+                tracing::error!(cause = %err, "could not sign a checkpoint; retrying every tick");
+            }
+            Ok(Err(_)) => {}
             Err(_) => tracing::error!("the checkpoint task failed"),
+        }
+    }
+}
+
+/// Keeps the ledger service's health in step with the disk: NOT_SERVING while appends are
+/// refused for want of space, SERVING again once a probe shows they can resume (without
+/// any append having to try). The overall status stays SERVING: reads, eligibility and
+/// exports go on.
+async fn watch_disk_space(store: Store, health: tonic_health::server::HealthReporter) {
+    let mut ticks = tokio::time::interval(std::time::Duration::from_secs(1));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut serving = true;
+    loop {
+        ticks.tick().await;
+        let probe = store.clone();
+        let Ok(can_append) = tokio::task::spawn_blocking(move || probe.probe_disk_space()).await
+        else {
+            continue;
+        };
+        if can_append != serving {
+            serving = can_append;
+            if serving {
+                health.set_serving::<LedgerServiceServer<LedgerApi>>().await;
+            } else {
+                health
+                    .set_not_serving::<LedgerServiceServer<LedgerApi>>()
+                    .await;
+            }
         }
     }
 }
@@ -459,6 +505,7 @@ pub fn check_settings(
             max_batch_events: Some(serve.limits.max_batch_events),
             max_concurrent_streams: Some(serve.limits.max_concurrent_streams),
             request_timeout_secs: Some(serve.limits.request_timeout.as_secs()),
+            min_free_disk_mib: Some(serve.limits.min_free_disk_bytes / (1024 * 1024)),
         },
     };
     let mut report = toml::to_string(&effective)
@@ -539,6 +586,15 @@ fn scrape(store: &Store) -> Result<String, StoreError> {
     let metrics = store.metrics();
     let head = store.tree_head()?;
     metrics.tree_size.set(head.size as i64);
+    let space = store.disk_space();
+    if let Ok(free) = space.free_bytes() {
+        metrics
+            .disk_free_bytes
+            .set(i64::try_from(free).unwrap_or(i64::MAX));
+    }
+    metrics
+        .appends_refused_for_space
+        .set(i64::from(space.is_refusing()));
     let latest = store.latest_checkpoint()?;
     let now = chrono::Utc::now();
     metrics

@@ -1,5 +1,5 @@
 //! Operations through a real server: the Prometheus endpoint, online backup and proven
-//! restore, and the CSV import of acquired contacts.
+//! restore, the CSV import of acquired contacts, damaged data at start, and a full disk.
 
 #![allow(clippy::unwrap_used)]
 
@@ -471,5 +471,285 @@ mod damage {
             before,
             "a storage file was changed"
         );
+    }
+}
+
+/// A full disk, on a size-limited tmpfs the test mounts (as root; skipped with the reason
+/// otherwise): appends are refused with RESOURCE_EXHAUSTED and nothing is half-written,
+/// health reports it, reads and eligibility go on, and appends resume once space is freed,
+/// without a restart. Both ways in: the minimum free space the server keeps, and a real
+/// ENOSPC from RocksDB when that minimum is off.
+mod disk_full {
+    use crate::common::{append, consent_granted, history, registered, tree_head, TestServer};
+    use consent_ledger::cli::BearerToken;
+    use consent_ledger::config::Limits;
+    use consent_ledger::proto::v1 as pb;
+    use consent_ledger::proto::v1::audit_service_client::AuditServiceClient;
+    use consent_ledger::proto::v1::eligibility_service_client::EligibilityServiceClient;
+    use std::io::Write;
+    use std::path::{Path, PathBuf};
+    use std::time::Duration;
+    use tonic::Code;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+
+    const MIB: u64 = 1024 * 1024;
+
+    /// A tmpfs of a fixed size, unmounted on drop.
+    struct Tmpfs {
+        dir: tempfile::TempDir,
+    }
+
+    impl Tmpfs {
+        fn mount(mib: u64) -> Result<Self, String> {
+            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+            let out = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+                .arg(dir.path())
+                .output()
+                .map_err(|e| format!("cannot run mount: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "mount -t tmpfs failed (needs root): {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+            Ok(Self { dir })
+        }
+
+        fn path(&self) -> &Path {
+            self.dir.path()
+        }
+
+        fn free(&self) -> u64 {
+            let stat = rustix::fs::statvfs(self.path()).unwrap();
+            stat.f_bavail * stat.f_frsize
+        }
+
+        /// Writes a ballast file until at most `leave` bytes are free.
+        fn fill(&self, leave: u64) -> PathBuf {
+            let path = self.path().join("ballast");
+            let mut file = std::fs::File::create(&path).unwrap();
+            let chunk = vec![0xa5u8; 64 * 1024];
+            while self.free() > leave {
+                let want = (self.free() - leave).min(chunk.len() as u64) as usize;
+                if file.write_all(&chunk[..want.max(1)]).is_err() {
+                    break;
+                }
+                file.flush().unwrap();
+            }
+            path
+        }
+    }
+
+    impl Drop for Tmpfs {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(self.dir.path())
+                .status();
+        }
+    }
+
+    async fn ledger_health(server: &TestServer, service: &str) -> i32 {
+        let mut health = HealthClient::new(server.channel().await);
+        health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+    }
+
+    /// Waits up to `limit` for the ledger service's health to become `want`.
+    async fn await_health(server: &TestServer, want: ServingStatus, limit: Duration) {
+        let started = std::time::Instant::now();
+        loop {
+            let status = ledger_health(server, "consentledger.v1.LedgerService").await;
+            if status == want as i32 {
+                return;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "LedgerService health stayed {status}, not {want:?}, for {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Reads, eligibility and overall health, while appends are refused.
+    async fn reads_go_on(server: &TestServer, contact: &str, size: u64) {
+        let mut ledger = server.client().await;
+        assert_eq!(tree_head(&mut ledger).await.0, size, "nothing was written");
+        assert!(!history(&mut ledger, contact).await.is_empty());
+        let mut eligibility = EligibilityServiceClient::with_interceptor(
+            server.channel().await,
+            BearerToken::new(None).unwrap(),
+        );
+        eligibility
+            .check(pb::CheckRequest {
+                contact_id: contact.into(),
+                purpose: "email_marketing".into(),
+                channel: "email".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("eligibility answers while the disk is full");
+        assert_eq!(
+            ledger_health(server, "").await,
+            ServingStatus::Serving as i32
+        );
+    }
+
+    async fn verify_ok(server: &TestServer) {
+        let mut audit = AuditServiceClient::with_interceptor(
+            server.channel().await,
+            BearerToken::new(None).unwrap(),
+        );
+        let mut stream = audit
+            .verify_ledger(pb::VerifyLedgerRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        let mut result = None;
+        while let Some(message) = stream.message().await.unwrap() {
+            if let Some(pb::verify_ledger_response::Update::Result(r)) = message.update {
+                result = Some(r);
+            }
+        }
+        let result = result.unwrap();
+        assert!(result.ok, "{result:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_disk_refuses_appends_keeps_reads_and_resumes_once_space_is_freed() {
+        let disk = match Tmpfs::mount(192) {
+            Ok(disk) => disk,
+            Err(reason) => {
+                println!("skipped: {reason}");
+                return;
+            }
+        };
+        let data = disk.path().join("data");
+
+        // 1. Below the minimum free space the server keeps.
+        let limits = Limits {
+            min_free_disk_bytes: 96 * MIB,
+            ..Limits::default()
+        };
+        let server = TestServer::start_with(&data, limits).await;
+        let mut ledger = server.client().await;
+        append(&mut ledger, registered("crm-disk", "US")).await;
+        append(&mut ledger, consent_granted("crm-disk", "email_marketing")).await;
+        let size = tree_head(&mut ledger).await.0;
+        let ballast = disk.fill(80 * MIB);
+
+        let refused = ledger
+            .append(pb::AppendRequest {
+                event: Some(consent_granted("crm-disk", "email_tracking")),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+        assert!(
+            refused.message().contains("min_free_disk_mib")
+                && refused.message().contains("nothing was written"),
+            "{}",
+            refused.message()
+        );
+        let refused = ledger
+            .append_batch(pb::AppendBatchRequest {
+                events: vec![registered("crm-disk-2", "FR"), basis_event("crm-disk-2")],
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+        await_health(&server, ServingStatus::NotServing, Duration::from_secs(5)).await;
+        reads_go_on(&server, "crm-disk", size).await;
+
+        std::fs::remove_file(&ballast).unwrap();
+        await_health(&server, ServingStatus::Serving, Duration::from_secs(5)).await;
+        let receipt = append(&mut ledger, consent_granted("crm-disk", "email_tracking")).await;
+        assert_eq!(
+            receipt.seq,
+            size + 1,
+            "no sequence number was used by the refusals"
+        );
+        drop(ledger);
+        server.stop().await;
+
+        // 2. The minimum off: RocksDB itself runs out of space mid-write.
+        let limits = Limits {
+            min_free_disk_bytes: 0,
+            ..Limits::default()
+        };
+        let server = TestServer::start_with(&data, limits).await;
+        let mut ledger = server.client().await;
+        let ballast = disk.fill(256 * 1024);
+        let mut acked = Vec::new();
+        let mut refusal = None;
+        for batch in 0..2_000 {
+            let events = (0..50)
+                .map(|i| registered(&format!("crm-fill-{batch}-{i}"), "DE"))
+                .collect();
+            match ledger.append_batch(pb::AppendBatchRequest { events }).await {
+                Ok(response) => {
+                    for result in response.into_inner().results {
+                        match result.outcome {
+                            Some(pb::append_result::Outcome::Receipt(r)) => acked.push(r),
+                            other => panic!("event rejected: {other:?}"),
+                        }
+                    }
+                }
+                Err(status) => {
+                    refusal = Some(status);
+                    break;
+                }
+            }
+        }
+        let refusal = refusal.expect("the disk never filled");
+        assert_eq!(refusal.code(), Code::ResourceExhausted, "{refusal:?}");
+        assert!(
+            refusal.message().contains("disk is full"),
+            "{}",
+            refusal.message()
+        );
+        let size = tree_head(&mut ledger).await.0;
+        assert_eq!(
+            size,
+            acked.last().map_or(size, |r| r.seq),
+            "no unacknowledged entry"
+        );
+        await_health(&server, ServingStatus::NotServing, Duration::from_secs(5)).await;
+        reads_go_on(&server, "crm-disk", size).await;
+
+        // RocksDB polls for space every 5 s and needs its write buffers' worth free.
+        std::fs::remove_file(&ballast).unwrap();
+        await_health(&server, ServingStatus::Serving, Duration::from_secs(20)).await;
+        let receipt = append(&mut ledger, consent_granted("crm-disk", "profiling")).await;
+        assert_eq!(receipt.seq, size + 1, "no gap after the failed write");
+        verify_ok(&server).await;
+        drop(ledger);
+        server.stop().await;
+
+        // Every acknowledged entry survives a restart, with its hash.
+        let server = TestServer::start_with(&data, Limits::default()).await;
+        let mut ledger = server.client().await;
+        assert_eq!(tree_head(&mut ledger).await.0, size + 1);
+        for receipt in acked.iter().step_by(97) {
+            let entries = history(&mut ledger, &receipt.contact_id).await;
+            assert_eq!(entries[0].seq, receipt.seq);
+            assert_eq!(entries[0].entry_hash, receipt.entry_hash);
+        }
+        verify_ok(&server).await;
+        drop(ledger);
+        server.stop().await;
+    }
+
+    fn basis_event(contact: &str) -> pb::Event {
+        crate::common::basis(contact, "profiling")
     }
 }

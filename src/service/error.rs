@@ -34,10 +34,13 @@ impl From<StoreError> for Status {
                     "stored ledger data is damaged; run a contact or ledger verification",
                 )
             }
-            StoreError::Engine(e) if is_out_of_space(e) => {
-                tracing::error!(cause = %err, "storage is full");
-                Status::resource_exhausted("the ledger's disk is full; nothing was written")
-            }
+            // Logged once by the store when refusals start.
+            StoreError::DiskFull { .. } => Status::resource_exhausted(format!(
+                "{err}; nothing was written. Appends resume by themselves once space is freed"
+            )),
+            StoreError::Engine(_) if err.is_out_of_space() => Status::resource_exhausted(
+                "the ledger's disk is full; nothing was written. Appends resume by themselves once space is freed",
+            ),
             StoreError::Engine(_) => {
                 tracing::error!(cause = %err, "storage engine error");
                 Status::unavailable("the ledger's storage failed; nothing was written, retry later")
@@ -57,11 +60,6 @@ impl From<ProofRequestError> for Status {
             ProofRequestError::Store(e) => e.into(),
         }
     }
-}
-
-fn is_out_of_space(err: &rocksdb::Error) -> bool {
-    let text = err.to_string();
-    text.contains("No space left") || text.contains("NoSpace")
 }
 
 /// The code, field and message of an event that was not appended; the same for a unary

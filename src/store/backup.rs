@@ -24,6 +24,7 @@ impl Store {
         let copy = Store {
             db: std::sync::Arc::new(db),
             metrics: std::sync::Arc::new(crate::metrics::Metrics::new()),
+            space: std::sync::Arc::new(super::DiskSpace::new(dir.to_path_buf())),
         };
         copy.tree_head()
     }

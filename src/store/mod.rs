@@ -9,6 +9,7 @@ mod personal;
 mod policies;
 mod proofs;
 mod requests;
+mod space;
 mod verify;
 mod writer;
 
@@ -31,6 +32,7 @@ pub use checkpoints::{Checkpointer, StoredCheckpoint};
 pub use personal::PurgeReport;
 pub use proofs::ProofRequestError;
 pub use requests::{ContactRequest, RequestScan};
+pub use space::DiskSpace;
 pub use verify::{Damage, DamageKind, LedgerReport};
 pub use writer::{AppendError, Receipt, WriterHandle, WriterThread};
 
@@ -52,6 +54,14 @@ pub enum StoreError {
     /// The configured master key is not the one the ledger's data keys are wrapped with.
     #[error("the configured master key is not the one this ledger's personal data is sealed with; configure the original master key file")]
     WrongMasterKey,
+    /// The data directory's filesystem has less free space than the server keeps free.
+    #[error("the data directory's disk has {free} bytes free, below the {minimum} bytes kept free (min_free_disk_mib)")]
+    DiskFull {
+        /// Bytes free.
+        free: u64,
+        /// Bytes kept free.
+        minimum: u64,
+    },
 }
 
 impl StoreError {
@@ -63,6 +73,22 @@ impl StoreError {
             Self::WriterStopped => Self::WriterStopped,
             Self::Cancelled => Self::Cancelled,
             Self::WrongMasterKey => Self::WrongMasterKey,
+            Self::DiskFull { free, minimum } => Self::DiskFull {
+                free: *free,
+                minimum: *minimum,
+            },
+        }
+    }
+
+    /// Whether the disk is full: below the minimum kept free, or out of space in a write.
+    pub fn is_out_of_space(&self) -> bool {
+        match self {
+            Self::DiskFull { .. } => true,
+            Self::Engine(e) => {
+                let text = e.to_string();
+                text.contains("No space left") || text.contains("NoSpace")
+            }
+            _ => false,
         }
     }
 }
@@ -131,6 +157,7 @@ const BLOCK_CACHE_BYTES: usize = 256 << 20;
 pub struct Store {
     db: Arc<DB>,
     metrics: Arc<Metrics>,
+    space: Arc<DiskSpace>,
 }
 
 impl Store {
@@ -180,6 +207,7 @@ impl Store {
         Ok(Self {
             db: Arc::new(db),
             metrics: Arc::new(Metrics::new()),
+            space: Arc::new(DiskSpace::new(path.to_path_buf())),
         })
     }
 
@@ -193,6 +221,17 @@ impl Store {
     ) -> Result<(WriterHandle, WriterThread), StoreError> {
         self.check_master_key(&keyring)?;
         writer::start(self.clone(), keyring)
+    }
+
+    /// The data directory's free space, and whether appends are refused for want of it.
+    pub fn disk_space(&self) -> &DiskSpace {
+        &self.space
+    }
+
+    /// While appends are refused for want of space: whether they could resume now (and
+    /// if so, they do). See [`DiskSpace::probe`].
+    pub fn probe_disk_space(&self) -> bool {
+        self.space.probe(&self.db)
     }
 
     /// The metrics this store's writer and the services on it update.

@@ -203,8 +203,14 @@ impl Writer {
     }
 
     fn commit_group(&mut self, jobs: Vec<Job>, now: DateTime<Utc>) {
-        match self.stage_and_commit(&jobs, now) {
+        let committed = self
+            .store
+            .space
+            .admit()
+            .and_then(|()| self.stage_and_commit(&jobs, now));
+        match committed {
             Ok((frontier, head, results)) => {
+                self.store.space.accepted();
                 self.frontier = frontier;
                 self.last_recorded_at = Some(now);
                 for (job, results) in jobs.into_iter().zip(results) {
@@ -217,7 +223,12 @@ impl Writer {
                 }
             }
             Err(err) => {
-                tracing::error!(cause = %err, "group commit failed; nothing of it was written");
+                if err.is_out_of_space() {
+                    // Logged once when refusals start, not once per group.
+                    self.store.space.refuse(&err);
+                } else {
+                    tracing::error!(cause = %err, "group commit failed; nothing of it was written");
+                }
                 for job in jobs {
                     let _ = job.reply.send(Err(err.duplicate()));
                 }
