@@ -741,6 +741,10 @@ struct PopulationArgs {
     /// (printed after seeding).
     #[arg(long)]
     contact_prefix: Option<String>,
+    /// When seeding, erase every N-th contact afterwards through EraseContact, as a DPO
+    /// would (0: none).
+    #[arg(long, default_value_t = 1000)]
+    erase_every: usize,
 }
 
 impl PopulationArgs {
@@ -749,6 +753,7 @@ impl PopulationArgs {
             contacts: self.contacts,
             prefix: self.contact_prefix,
             seed: !self.no_seed,
+            erase_every: self.erase_every,
         }
     }
 }
@@ -850,6 +855,32 @@ enum BenchCommand {
         #[arg(long)]
         rate: Option<f64>,
         /// Print the result as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: Server,
+    },
+    /// Seeds a realistic population and nothing else: --contacts contacts with 5-30
+    /// entries each (registrations weighted over 23 countries, acquisitions, bases,
+    /// consents by several routes, withdrawals, double opt-ins, objections), then erases
+    /// every --erase-every-th of them. `bench check` and `bench screen` use it with
+    /// --no-seed --contact-prefix.
+    ///
+    /// Example: consent-ledger bench seed --contacts 100000 --contact-prefix pop
+    Seed {
+        /// Contacts to seed.
+        #[arg(long, default_value_t = 10_000)]
+        contacts: usize,
+        /// Contact ids are PREFIX-0, PREFIX-1, ...; default: a new prefix (printed).
+        #[arg(long)]
+        contact_prefix: Option<String>,
+        /// Erase every N-th contact afterwards through EraseContact (0: none).
+        #[arg(long, default_value_t = 1000)]
+        erase_every: usize,
+        /// HTTP/2 connections the seeding batches share.
+        #[arg(long, default_value_t = 2)]
+        connections: usize,
+        /// Print the result as JSON instead of a line.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -1653,6 +1684,30 @@ async fn bench(command: BenchCommand) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 println!("{}", report.table());
+            }
+        }
+        BenchCommand::Seed {
+            contacts,
+            contact_prefix,
+            erase_every,
+            connections,
+            json,
+            server,
+        } => {
+            let population = cli::bench::Population {
+                contacts,
+                prefix: contact_prefix,
+                seed: true,
+                erase_every,
+            };
+            let (_, report) = population
+                .prepare(&server.connection(), connections)
+                .await?;
+            let report = report.ok_or_else(|| anyhow::anyhow!("the population was not seeded"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{}", report.line());
             }
         }
         BenchCommand::Decide {

@@ -513,6 +513,8 @@ pub struct Population {
     pub prefix: Option<String>,
     /// Seed them first; `false` uses contacts an earlier run seeded with this prefix.
     pub seed: bool,
+    /// When seeding, erase every this-many-th contact afterwards (0: none).
+    pub erase_every: usize,
 }
 
 /// What seeding appended.
@@ -524,6 +526,8 @@ pub struct SeedReport {
     pub contacts: usize,
     /// Entries appended.
     pub entries: u64,
+    /// Contacts then erased through `EraseContact`.
+    pub erased: u64,
     /// Seconds it took.
     pub seconds: f64,
     /// Entries appended per second.
@@ -534,10 +538,11 @@ impl SeedReport {
     /// One line for people.
     pub fn line(&self) -> String {
         format!(
-            "seeded {} contacts ({} entries, {:.1} per contact) in {:.1} s, {:.0} entries/s; reuse them with --no-seed --contact-prefix {} --contacts {}",
+            "seeded {} contacts ({} entries, {:.1} per contact; {} erased) in {:.1} s, {:.0} entries/s; reuse them with --no-seed --contact-prefix {} --contacts {}",
             self.contacts,
             self.entries,
             self.entries as f64 / self.contacts.max(1) as f64,
+            self.erased,
             self.seconds,
             self.entries_per_sec,
             self.prefix,
@@ -563,7 +568,14 @@ impl Population {
         crate::model::ContactId::parse("--contact-prefix", &last)
             .map_err(|e| anyhow::anyhow!("{e} (contact ids are PREFIX-N, e.g. {last})"))?;
         if self.seed {
-            let report = seed(connection, &prefix, self.contacts, connections).await?;
+            let report = seed(
+                connection,
+                &prefix,
+                self.contacts,
+                connections,
+                self.erase_every,
+            )
+            .await?;
             return Ok((prefix, Some(report)));
         }
         let mut client = connection.eligibility_client().await?;
@@ -588,12 +600,14 @@ impl Population {
 }
 
 /// Registers `contacts` contacts `PREFIX-N` with realistic histories of 5 to 30 entries
-/// each (see [`seed_events`]), with `AppendBatch` over `connections` connections.
+/// each (see [`seed_events`]), with `AppendBatch` over `connections` connections; then, as
+/// a DPO would, erases every `erase_every`-th of them through `EraseContact` (none if 0).
 pub async fn seed(
     connection: &super::Connection,
     prefix: &str,
     contacts: usize,
     connections: usize,
+    erase_every: usize,
 ) -> anyhow::Result<SeedReport> {
     let token = BearerToken::new(connection.token.as_deref())?;
     let mut clients = Vec::with_capacity(connections.max(1));
@@ -643,11 +657,36 @@ pub async fn seed(
     for task in tasks {
         entries += task.await??;
     }
+    let mut erased = 0;
+    if erase_every > 0 {
+        let mut rights = connection.rights_client().await?;
+        for index in (erase_every - 1..contacts).step_by(erase_every) {
+            let contact_id = format!("{prefix}-{index}");
+            rights
+                .erase_contact(pb::EraseContactRequest {
+                    contact_id: contact_id.clone(),
+                    reason: "benchmark population: an Art. 17 request".into(),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|status| {
+                    anyhow::anyhow!(
+                        "erasing {contact_id}: {:?}: {}",
+                        status.code(),
+                        status.message()
+                    )
+                })?;
+            erased += 1;
+        }
+        // The erasure entries.
+        entries += erased;
+    }
     let seconds = started.elapsed().as_secs_f64();
     Ok(SeedReport {
         prefix: prefix.to_owned(),
         contacts,
         entries,
+        erased,
         seconds,
         entries_per_sec: entries as f64 / seconds,
     })

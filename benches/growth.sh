@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Latency as the ledger grows: at each size in $SIZES (default 10k, 100k, 1M and 10M
+# entries) the ledger is filled with seeded contacts (5 to 30 entries each, as `bench
+# check` seeds them) up to that size, then measured: `Check` at 32 in flight over the
+# contacts seeded last, and one durable `Append` at a time (the fsync-bound latency, and
+# the path that reads the contact's state and writes Merkle nodes). The claim it tests:
+# the cost per operation stays flat as the ledger grows.
+#
+#   benches/growth.sh                               # about 10 minutes, 5 GB of disk at 10M
+#   SIZES="10000 100000 1000000" DURATION=5 benches/growth.sh
+#   GROWTH_DIR=/mnt/fast benches/growth.sh          # where the ledger lives (default /tmp)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SIZES=${SIZES:-"10000 100000 1000000 10000000"}
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+OUT=${OUT:-target/bench-results/growth-$(date -u +%Y%m%dT%H%M%SZ)}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+
+deploy/build-deps.sh >/dev/null
+cargo build --release --locked --quiet
+BIN=$PWD/target/release/consent-ledger
+WORK=$(mktemp -d "${GROWTH_DIR:-/tmp}/consent-ledger-growth.XXXXXX")
+SERVER_PID=
+cleanup() {
+    [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+"$BIN" serve --listen 127.0.0.1:0 --data-dir "$WORK/ledger" >"$WORK/server.out" 2>"$OUT/server.log" &
+SERVER_PID=$!
+for _ in $(seq 100); do
+    grep -q '^listening on ' "$WORK/server.out" 2>/dev/null && break
+    sleep 0.1
+done
+URL=http://$(sed -n 's/^listening on //p' "$WORK/server.out")
+field() { sed -n "s/^ *\"$2\": *\([0-9.]*\),*$/\1/p" "$1" | head -1; }
+tree_size() { "$BIN" ledger tree-head --server "$URL" | sed -n 's/^ *"treeSize": *"\([0-9]*\)".*$/\1/p'; }
+
+printf '| %12s | %12s | %14s | %14s | %14s | %14s |\n' entries "data on disk" "Check p50 ms" "Check p99 ms" "Append p50 ms" "Append p99 ms" | tee "$OUT/table.md"
+printf '|%s|%s|%s|%s|%s|%s|\n' -------------- -------------- ---------------- ---------------- ---------------- ---------------- | tee -a "$OUT/table.md"
+step=0
+for size in $SIZES; do
+    step=$((step + 1))
+    have=$(tree_size)
+    # 17.4 entries per seeded contact on average.
+    contacts=$(( (size - have) * 10 / 174 ))
+    [ "$contacts" -lt 1 ] && contacts=1
+    echo "== filling to about $size entries: $contacts contacts" >&2
+    "$BIN" bench check --server "$URL" --contacts "$contacts" --contact-prefix "grow$step" \
+        --concurrency 32 --connections 2 --warmup "$WARMUP" --duration "$DURATION" --json \
+        >"$OUT/check-$size.json"
+    entries=$(tree_size)
+    "$BIN" bench append --server "$URL" --concurrency 1 --connections 1 \
+        --warmup "$WARMUP" --duration "$DURATION" --json >"$OUT/append-$size.json"
+    disk=$(du -sh "$WORK/ledger" | awk '{print $1}')
+    ms() { awk -v u="$1" 'BEGIN { printf "%.3f", u / 1000 }'; }
+    printf '| %12s | %12s | %14s | %14s | %14s | %14s |\n' "$entries" "$disk" \
+        "$(ms "$(field "$OUT/check-$size.json" p50_us)")" "$(ms "$(field "$OUT/check-$size.json" p99_us)")" \
+        "$(ms "$(field "$OUT/append-$size.json" p50_us)")" "$(ms "$(field "$OUT/append-$size.json" p99_us)")" \
+        | tee -a "$OUT/table.md"
+done
+echo "results in $OUT" >&2
