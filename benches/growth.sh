@@ -9,12 +9,14 @@
 #   benches/growth.sh                               # about 10 minutes, 5 GB of disk at 10M
 #   SIZES="10000 100000 1000000" DURATION=5 benches/growth.sh
 #   GROWTH_DIR=/mnt/fast benches/growth.sh          # where the ledger lives (default /tmp)
+#   SERVE_ARGS="--block-cache-mib 1024" benches/growth.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SIZES=${SIZES:-"10000 100000 1000000 10000000"}
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
+SERVE_ARGS=${SERVE_ARGS:-}
 OUT=${OUT:-target/bench-results/growth-$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -30,7 +32,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$BIN" serve --listen 127.0.0.1:0 --data-dir "$WORK/ledger" >"$WORK/server.out" 2>"$OUT/server.log" &
+# shellcheck disable=SC2086 # SERVE_ARGS holds several flags
+"$BIN" serve --listen 127.0.0.1:0 --data-dir "$WORK/ledger" $SERVE_ARGS >"$WORK/server.out" 2>"$OUT/server.log" &
 SERVER_PID=$!
 for _ in $(seq 100); do
     grep -q '^listening on ' "$WORK/server.out" 2>/dev/null && break
@@ -50,8 +53,10 @@ for size in $SIZES; do
     contacts=$(( (size - have) * 10 / 174 ))
     [ "$contacts" -lt 1 ] && contacts=1
     echo "== filling to about $size entries: $contacts contacts" >&2
+    # No erasures while growing: each one flushes and compacts, about a second apiece at
+    # 10M entries, which would dominate the fill (see README, Benchmarks).
     "$BIN" bench check --server "$URL" --contacts "$contacts" --contact-prefix "grow$step" \
-        --concurrency 32 --connections 2 --warmup "$WARMUP" --duration "$DURATION" --json \
+        --erase-every 0 --concurrency 32 --connections 2 --warmup "$WARMUP" --duration "$DURATION" --json \
         >"$OUT/check-$size.json"
     entries=$(tree_size)
     "$BIN" bench append --server "$URL" --concurrency 1 --connections 1 \

@@ -77,6 +77,9 @@ pub struct ServeConfig {
     pub log_origin: Option<String>,
     /// How often a checkpoint is signed when the tree has grown.
     pub checkpoint_interval: Duration,
+    /// RocksDB block cache shared by every column family, in bytes. `Check` answers
+    /// inline only from memory, so it should hold the contact states a busy server reads.
+    pub block_cache_bytes: usize,
     /// Policy pack to activate at start (if it is not already the active one). `None`
     /// keeps the ledger's active pack, or activates the default pack in a new ledger.
     pub policy_file: Option<PathBuf>,
@@ -119,6 +122,7 @@ impl Default for ServeConfig {
             checkpoint_key: None,
             log_origin: None,
             checkpoint_interval: Duration::from_secs(1),
+            block_cache_bytes: crate::store::DEFAULT_BLOCK_CACHE_BYTES,
             policy_file: None,
             master_key: MasterKeySource::DataDir,
         }
@@ -171,6 +175,9 @@ pub struct Settings {
     /// Checkpoint cadence, in milliseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoint_interval_ms: Option<u64>,
+    /// Block cache size, in MiB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block_cache_mib: Option<u64>,
     /// Allow a non-loopback address without authentication.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub insecure: Option<bool>,
@@ -300,6 +307,7 @@ impl Settings {
             checkpoint_key: over.checkpoint_key.or(self.checkpoint_key),
             log_origin: over.log_origin.or(self.log_origin),
             checkpoint_interval_ms: over.checkpoint_interval_ms.or(self.checkpoint_interval_ms),
+            block_cache_mib: over.block_cache_mib.or(self.block_cache_mib),
             insecure: over.insecure.or(self.insecure),
             tls: match (self.tls, over.tls) {
                 (Some(file), Some(over)) => Some(TlsSettings {
@@ -390,6 +398,7 @@ impl Settings {
             _ => Ok(()),
         };
         positive("checkpoint_interval_ms", self.checkpoint_interval_ms)?;
+        positive("block_cache_mib", self.block_cache_mib)?;
         positive(
             "limits.max_message_bytes",
             self.limits.max_message_bytes.map(|v| v as u64),
@@ -440,6 +449,11 @@ impl Settings {
                 checkpoint_interval: self
                     .checkpoint_interval_ms
                     .map_or(defaults.checkpoint_interval, Duration::from_millis),
+                block_cache_bytes: self
+                    .block_cache_mib
+                    .map_or(defaults.block_cache_bytes, |mib| {
+                        usize::try_from(mib.saturating_mul(MIB)).unwrap_or(usize::MAX)
+                    }),
                 policy_file: self.policy.clone(),
                 master_key: match (&self.master_key_file, master_key_env) {
                     (Some(path), _) => MasterKeySource::File(path.clone()),
@@ -462,7 +476,7 @@ mod tests {
     fn a_file_is_read_overridden_and_resolved() {
         let file = Settings::from_toml(
             "c.toml",
-            "listen = \"127.0.0.1:7000\"\nmetrics_listen = \"127.0.0.1:9464\"\ndata_dir = \"/var/lib/x\"\nlog_format = \"json\"\n[limits]\nmax_batch_events = 50\n",
+            "listen = \"127.0.0.1:7000\"\nmetrics_listen = \"127.0.0.1:9464\"\ndata_dir = \"/var/lib/x\"\nlog_format = \"json\"\nblock_cache_mib = 512\n[limits]\nmax_batch_events = 50\nmin_free_disk_mib = 64\n",
         )
         .unwrap();
         let flags = Settings {
@@ -475,6 +489,8 @@ mod tests {
         assert_eq!(resolved.serve.data_dir, PathBuf::from("/var/lib/x"));
         assert_eq!(resolved.serve.limits.max_batch_events, 50);
         assert_eq!(resolved.serve.limits.max_message_bytes, 4 * 1024 * 1024);
+        assert_eq!(resolved.serve.limits.min_free_disk_bytes, 64 * MIB);
+        assert_eq!(resolved.serve.block_cache_bytes, 512 << 20);
         assert_eq!(resolved.log_format, LogFormat::Json);
         assert_eq!(resolved.serve.master_key, MasterKeySource::DataDir);
     }

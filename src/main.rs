@@ -994,6 +994,10 @@ struct ServeArgs {
     /// [default: 1000].
     #[arg(long, env = "CONSENT_LEDGER_CHECKPOINT_INTERVAL_MS")]
     checkpoint_interval_ms: Option<u64>,
+    /// RocksDB block cache, in MiB, shared by every column family. `Check` answers inline
+    /// only from memory: size it to hold the contact states it reads [default: 256].
+    #[arg(long, env = "CONSENT_LEDGER_BLOCK_CACHE_MIB")]
+    block_cache_mib: Option<u64>,
     /// Policy pack (TOML) to activate at start if it is not already the active one; the
     /// activation is recorded in the ledger. Without it the ledger's active pack stays, and
     /// a new ledger activates the built-in per-country pack.
@@ -1031,6 +1035,7 @@ impl ServeArgs {
             checkpoint_key: self.checkpoint_key.clone(),
             log_origin: self.log_origin.clone(),
             checkpoint_interval_ms: self.checkpoint_interval_ms,
+            block_cache_mib: self.block_cache_mib,
             insecure: self.insecure.then_some(true),
             tls,
             limits: LimitSettings {

@@ -121,16 +121,18 @@ pub async fn run(
         source,
     };
     let data_dir = config.data_dir.clone();
-    let store = tokio::task::spawn_blocking(move || Store::open(&data_dir))
-        .await
-        .map_err(|_| store_error(StoreError::WriterStopped))?
-        .map_err(|err| match err {
-            StoreError::Corrupt(detail) => ServerError::Damaged {
-                path: config.data_dir.display().to_string(),
-                detail,
-            },
-            other => store_error(other),
-        })?;
+    let block_cache_bytes = config.block_cache_bytes;
+    let store =
+        tokio::task::spawn_blocking(move || Store::open_with_cache(&data_dir, block_cache_bytes))
+            .await
+            .map_err(|_| store_error(StoreError::WriterStopped))?
+            .map_err(|err| match err {
+                StoreError::Corrupt(detail) => ServerError::Damaged {
+                    path: config.data_dir.display().to_string(),
+                    detail,
+                },
+                other => store_error(other),
+            })?;
     let head = store.tree_head().map_err(store_error)?;
     tracing::info!(tree_size = head.size, root = %hex::encode(head.root), "ledger opened");
     let (key_path, create_key) = match &config.checkpoint_key {
@@ -494,6 +496,7 @@ pub fn check_settings(
         checkpoint_key: serve.checkpoint_key.clone(),
         log_origin: serve.log_origin.clone(),
         checkpoint_interval_ms: Some(serve.checkpoint_interval.as_millis() as u64),
+        block_cache_mib: Some((serve.block_cache_bytes >> 20) as u64),
         insecure: Some(resolved.insecure),
         tls: serve.tls.as_ref().map(|t| TlsSettings {
             cert: Some(t.cert.clone()),

@@ -149,8 +149,8 @@ fn decode_state<T: serde::de::DeserializeOwned>(
         .map_err(|e| StoreError::Corrupt(format!("state of {contact}: {e}")))
 }
 
-/// Size of the block cache shared by every column family.
-const BLOCK_CACHE_BYTES: usize = 256 << 20;
+/// Size of the block cache shared by every column family, unless configured.
+pub const DEFAULT_BLOCK_CACHE_BYTES: usize = 256 << 20;
 
 /// The ledger's RocksDB database. Cheap to clone; safe to share between threads.
 #[derive(Debug, Clone)]
@@ -161,8 +161,14 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (or creates) the ledger in `path`.
+    /// Opens (or creates) the ledger in `path`, with the default block cache.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with_cache(path, DEFAULT_BLOCK_CACHE_BYTES)
+    }
+
+    /// Opens (or creates) the ledger in `path`, with a block cache of
+    /// `block_cache_bytes` shared by every column family.
+    pub fn open_with_cache(path: &Path, block_cache_bytes: usize) -> Result<Self, StoreError> {
         let mut options = Options::default();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
@@ -176,7 +182,7 @@ impl Store {
         // One block cache for every family, large enough that the contact states and
         // recent entries a busy server reads stay in memory (`Check` answers inline only
         // from memory), and bloom filters where lookups are by key.
-        let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+        let cache = rocksdb::Cache::new_lru_cache(block_cache_bytes);
         let families = keys::ALL.iter().map(|name| {
             let mut table = rocksdb::BlockBasedOptions::default();
             table.set_block_cache(&cache);
