@@ -20,6 +20,7 @@
 # on a temporary directory and a loopback port, and stops it and removes everything at exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 
 DURATION=${DURATION:-20}
 WARMUP=${WARMUP:-3}
@@ -135,13 +136,9 @@ BIN=target/release/consent-ledger
 "${SERVER_CPU[@]}" "$BIN" serve --listen 127.0.0.1:0 --data-dir "$WORK/ledger" \
     >"$WORK/server.out" 2>"$OUT/server.log" &
 SERVER_PID=$!
-for _ in $(seq 100); do
-    grep -q '^listening on ' "$WORK/server.out" 2>/dev/null && break
-    sleep 0.1
-done
-URL=http://$(sed -n 's/^listening on //p' "$WORK/server.out")
+await_listening "$WORK/server.out"
 ours() { "${LOAD_CPU[@]}" "$BIN" bench "$@" --server "$URL" --json; }
-field() { sed -n "s/^ *\"$2\": *\([0-9.]*\),*$/\1/p" "$OUT/$1" | head -1; }
+field() { json_number "$OUT/$1" "$2"; }
 
 log "consent-ledger: durable appends, $APPEND_CLIENTS in flight"
 ours append --concurrency "$APPEND_CLIENTS" --connections 4 --warmup "$WARMUP" \

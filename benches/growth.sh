@@ -12,6 +12,7 @@
 #   SERVE_ARGS="--block-cache-mib 1024" benches/growth.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 
 SIZES=${SIZES:-"10000 100000 1000000 10000000"}
 DURATION=${DURATION:-10}
@@ -35,12 +36,7 @@ trap cleanup EXIT
 # shellcheck disable=SC2086 # SERVE_ARGS holds several flags
 "$BIN" serve --listen 127.0.0.1:0 --data-dir "$WORK/ledger" $SERVE_ARGS >"$WORK/server.out" 2>"$OUT/server.log" &
 SERVER_PID=$!
-for _ in $(seq 100); do
-    grep -q '^listening on ' "$WORK/server.out" 2>/dev/null && break
-    sleep 0.1
-done
-URL=http://$(sed -n 's/^listening on //p' "$WORK/server.out")
-field() { sed -n "s/^ *\"$2\": *\([0-9.]*\),*$/\1/p" "$1" | head -1; }
+await_listening "$WORK/server.out"
 tree_size() { "$BIN" ledger tree-head --server "$URL" | sed -n 's/^ *"treeSize": *"\([0-9]*\)".*$/\1/p'; }
 
 printf '| %12s | %12s | %14s | %14s | %14s | %14s |\n' entries "data on disk" "Check p50 ms" "Check p99 ms" "Append p50 ms" "Append p99 ms" | tee "$OUT/table.md"
@@ -64,8 +60,8 @@ for size in $SIZES; do
     disk=$(du -sh "$WORK/ledger" | awk '{print $1}')
     ms() { awk -v u="$1" 'BEGIN { printf "%.3f", u / 1000 }'; }
     printf '| %12s | %12s | %14s | %14s | %14s | %14s |\n' "$entries" "$disk" \
-        "$(ms "$(field "$OUT/check-$size.json" p50_us)")" "$(ms "$(field "$OUT/check-$size.json" p99_us)")" \
-        "$(ms "$(field "$OUT/append-$size.json" p50_us)")" "$(ms "$(field "$OUT/append-$size.json" p99_us)")" \
+        "$(ms "$(json_number "$OUT/check-$size.json" p50_us)")" "$(ms "$(json_number "$OUT/check-$size.json" p99_us)")" \
+        "$(ms "$(json_number "$OUT/append-$size.json" p50_us)")" "$(ms "$(json_number "$OUT/append-$size.json" p99_us)")" \
         | tee -a "$OUT/table.md"
 done
 echo "results in $OUT" >&2

@@ -307,21 +307,7 @@ async fn checkpoints_are_signed_kept_listed_and_survive_restarts() {
 }
 
 async fn verify_ledger(server: &TestServer, trusted: &str) -> pb::VerifyResult {
-    let mut audit = audit_client(server).await;
-    let mut stream = audit
-        .verify_ledger(pb::VerifyLedgerRequest {
-            trusted_checkpoint: trusted.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut result = None;
-    while let Some(message) = stream.message().await.unwrap() {
-        if let Some(pb::verify_ledger_response::Update::Result(r)) = message.update {
-            result = Some(r);
-        }
-    }
-    result.unwrap()
+    common::verify_ledger(server.channel().await, trusted).await
 }
 
 /// Builds a ledger of 40 entries, saves a checkpoint, stops the server, lets `tamper`

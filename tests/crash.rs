@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use common::*;
 use consent_ledger::proto::v1 as pb;
-use consent_ledger::proto::v1::audit_service_client::AuditServiceClient;
 use consent_ledger::proto::v1::ledger_service_client::LedgerServiceClient;
 use consent_ledger::proto::v1::rights_service_client::RightsServiceClient;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -211,19 +210,12 @@ async fn check_erasures(url: &str, erased: &[String]) {
 
 /// The whole ledger, checkpoints included, verifies.
 async fn check_whole_ledger(url: &str) {
-    let mut audit = AuditServiceClient::connect(url.to_owned()).await.unwrap();
-    let mut stream = audit
-        .verify_ledger(pb::VerifyLedgerRequest::default())
-        .await
+    let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
         .unwrap()
-        .into_inner();
-    let mut result = None;
-    while let Some(update) = stream.message().await.unwrap() {
-        if let Some(pb::verify_ledger_response::Update::Result(r)) = update.update {
-            result = Some(r);
-        }
-    }
-    let result = result.expect("VerifyLedger ended without a result");
+        .connect()
+        .await
+        .unwrap();
+    let result = verify_ledger(channel, "").await;
     assert!(result.ok, "{result:?}");
     assert!(result.checkpoints_checked > 0);
 }

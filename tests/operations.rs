@@ -484,7 +484,6 @@ mod disk_full {
     use consent_ledger::cli::BearerToken;
     use consent_ledger::config::Limits;
     use consent_ledger::proto::v1 as pb;
-    use consent_ledger::proto::v1::audit_service_client::AuditServiceClient;
     use consent_ledger::proto::v1::eligibility_service_client::EligibilityServiceClient;
     use std::io::Write;
     use std::path::{Path, PathBuf};
@@ -605,22 +604,7 @@ mod disk_full {
     }
 
     async fn verify_ok(server: &TestServer) {
-        let mut audit = AuditServiceClient::with_interceptor(
-            server.channel().await,
-            BearerToken::new(None).unwrap(),
-        );
-        let mut stream = audit
-            .verify_ledger(pb::VerifyLedgerRequest::default())
-            .await
-            .unwrap()
-            .into_inner();
-        let mut result = None;
-        while let Some(message) = stream.message().await.unwrap() {
-            if let Some(pb::verify_ledger_response::Update::Result(r)) = message.update {
-                result = Some(r);
-            }
-        }
-        let result = result.unwrap();
+        let result = crate::common::verify_ledger(server.channel().await, "").await;
         assert!(result.ok, "{result:?}");
     }
 

@@ -227,3 +227,24 @@ pub async fn http_get(port: u16, path: &str) -> String {
     }
     panic!("metrics endpoint did not answer: {last:?}");
 }
+
+/// Runs `VerifyLedger` (against `trusted`, a saved checkpoint, if not empty) to its end and
+/// returns the result.
+pub async fn verify_ledger(channel: Channel, trusted: &str) -> pb::VerifyResult {
+    let mut audit =
+        consent_ledger::proto::v1::audit_service_client::AuditServiceClient::new(channel);
+    let mut stream = audit
+        .verify_ledger(pb::VerifyLedgerRequest {
+            trusted_checkpoint: trusted.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut result = None;
+    while let Some(message) = stream.message().await.unwrap() {
+        if let Some(pb::verify_ledger_response::Update::Result(r)) = message.update {
+            result = Some(r);
+        }
+    }
+    result.expect("VerifyLedger ended without a result")
+}
