@@ -12,7 +12,6 @@ use chrono::{DateTime, Duration, Months, Utc};
 use common::*;
 use consent_ledger::config::ServeConfig;
 use consent_ledger::proto::v1 as pb;
-use consent_ledger::proto::v1::audit_service_client::AuditServiceClient;
 use consent_ledger::proto::v1::eligibility_service_client::EligibilityServiceClient;
 use consent_ledger::proto::v1::ledger_service_client::LedgerServiceClient;
 use pb::event::Kind;
@@ -816,18 +815,7 @@ async fn policy_changes_are_recorded_and_past_decisions_keep_their_policy() {
     assert_eq!(listed.len(), 3);
     assert_eq!(listed[2].version, "per-country-2026.11");
     // Every activation is part of the verified ledger.
-    let mut updates = AuditServiceClient::new(server.channel().await)
-        .verify_ledger(pb::VerifyLedgerRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
-    let mut result = None;
-    while let Some(update) = updates.message().await.unwrap() {
-        if let Some(pb::verify_ledger_response::Update::Result(r)) = update.update {
-            result = Some(r);
-        }
-    }
-    let result = result.unwrap();
+    let result = common::verify_ledger(server.channel().await, "").await;
     assert!(result.ok, "{result:?}");
     server.stop().await;
 }

@@ -25,6 +25,10 @@ impl From<ValidationError> for Status {
     }
 }
 
+/// The end of every out-of-space refusal.
+const NOTHING_WRITTEN_UNTIL_SPACE: &str =
+    "nothing was written. Appends resume by themselves once space is freed";
+
 impl From<StoreError> for Status {
     fn from(err: StoreError) -> Self {
         match &err {
@@ -35,12 +39,12 @@ impl From<StoreError> for Status {
                 )
             }
             // Logged once by the store when refusals start.
-            StoreError::DiskFull { .. } => Status::resource_exhausted(format!(
-                "{err}; nothing was written. Appends resume by themselves once space is freed"
+            StoreError::DiskFull { .. } => {
+                Status::resource_exhausted(format!("{err}; {NOTHING_WRITTEN_UNTIL_SPACE}"))
+            }
+            StoreError::Engine(_) if err.is_out_of_space() => Status::resource_exhausted(format!(
+                "the ledger's disk is full; {NOTHING_WRITTEN_UNTIL_SPACE}"
             )),
-            StoreError::Engine(_) if err.is_out_of_space() => Status::resource_exhausted(
-                "the ledger's disk is full; nothing was written. Appends resume by themselves once space is freed",
-            ),
             StoreError::Engine(_) => {
                 tracing::error!(cause = %err, "storage engine error");
                 Status::unavailable("the ledger's storage failed; nothing was written, retry later")
