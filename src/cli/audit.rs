@@ -156,8 +156,12 @@ pub async fn check_consistency(
 pub fn verify_bundle_file(path: &Path, key: &VerifierKey) -> anyhow::Result<BundleSummary> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the bundle {}", path.display()))?;
-    let bundle: pb::Bundle = from_json("consentledger.v1.Bundle", &text)
-        .with_context(|| format!("{} is not a bundle", path.display()))?;
+    verify_bundle_json(&text, key).with_context(|| format!("bundle {}", path.display()))
+}
+
+/// Verifies a bundle given as the protobuf JSON of `consentledger.v1.Bundle`.
+pub fn verify_bundle_json(text: &str, key: &VerifierKey) -> anyhow::Result<BundleSummary> {
+    let bundle: pb::Bundle = from_json("consentledger.v1.Bundle", text)?;
     let bundle = bundle_from_proto(bundle).map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(verify_bundle(&bundle, key)?)
 }

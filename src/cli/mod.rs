@@ -12,6 +12,7 @@ use anyhow::{bail, Context};
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
 use std::path::PathBuf;
+use std::sync::OnceLock;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::service::Interceptor;
@@ -154,8 +155,12 @@ impl Connection {
 }
 
 fn descriptor(name: &str) -> anyhow::Result<MessageDescriptor> {
-    let pool =
-        DescriptorPool::decode(FILE_DESCRIPTOR_SET).context("bad embedded descriptor set")?;
+    // Decoded once: a bulk import or a fuzz run converts millions of messages.
+    static POOL: OnceLock<Result<DescriptorPool, String>> = OnceLock::new();
+    let pool = POOL
+        .get_or_init(|| DescriptorPool::decode(FILE_DESCRIPTOR_SET).map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(|e| anyhow::anyhow!("bad embedded descriptor set: {e}"))?;
     pool.get_message_by_name(name)
         .with_context(|| format!("no message {name} in the descriptor set"))
 }
