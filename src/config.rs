@@ -17,8 +17,12 @@ pub struct Limits {
     pub max_batch_events: usize,
     /// Most concurrent HTTP/2 streams per connection (`max_concurrent_streams`).
     pub max_concurrent_streams: u32,
-    /// Longest a request may run before it is cancelled (`request_timeout`).
+    /// Longest a request may run before it is cancelled, and longest a streamed response
+    /// waits for its caller to read the next message (`request_timeout`).
     pub request_timeout: Duration,
+    /// A connection that sends nothing for this long is pinged, and closed when the ping
+    /// is not answered within as long again (`keepalive_secs`; zero turns it off).
+    pub keepalive: Duration,
     /// Free space kept on the data directory's disk: appends are refused below it, in
     /// bytes (`min_free_disk_mib`; 0 turns the check off).
     pub min_free_disk_bytes: u64,
@@ -31,6 +35,7 @@ impl Default for Limits {
             max_batch_events: 10_000,
             max_concurrent_streams: 256,
             request_timeout: Duration::from_secs(30),
+            keepalive: Duration::from_secs(60),
             min_free_disk_bytes: 256 * MIB,
         }
     }
@@ -218,6 +223,9 @@ pub struct LimitSettings {
     /// `request_timeout_secs`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_timeout_secs: Option<u64>,
+    /// `keepalive_secs`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keepalive_secs: Option<u64>,
     /// `min_free_disk_mib`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub min_free_disk_mib: Option<u64>,
@@ -334,6 +342,7 @@ impl Settings {
                     .limits
                     .request_timeout_secs
                     .or(self.limits.request_timeout_secs),
+                keepalive_secs: over.limits.keepalive_secs.or(self.limits.keepalive_secs),
                 min_free_disk_mib: over
                     .limits
                     .min_free_disk_mib
@@ -437,6 +446,10 @@ impl Settings {
                         .limits
                         .request_timeout_secs
                         .map_or(limits.request_timeout, Duration::from_secs),
+                    keepalive: self
+                        .limits
+                        .keepalive_secs
+                        .map_or(limits.keepalive, Duration::from_secs),
                     min_free_disk_bytes: self
                         .limits
                         .min_free_disk_mib

@@ -956,9 +956,14 @@ struct ServeArgs {
     /// Most concurrent HTTP/2 streams per connection [default: 256].
     #[arg(long, env = "CONSENT_LEDGER_MAX_CONCURRENT_STREAMS")]
     max_concurrent_streams: Option<u32>,
-    /// Longest a request may run, in seconds [default: 30].
+    /// Longest a request may run, and longest a streamed response (Screen, VerifyLedger,
+    /// ExportContact) waits for its caller to read, in seconds [default: 30].
     #[arg(long, env = "CONSENT_LEDGER_REQUEST_TIMEOUT_SECS")]
     request_timeout_secs: Option<u64>,
+    /// A connection silent for this many seconds is pinged (HTTP/2 PING), and closed when
+    /// the ping is not answered within as long again [default: 60; 0 turns it off].
+    #[arg(long, env = "CONSENT_LEDGER_KEEPALIVE_SECS")]
+    keepalive_secs: Option<u64>,
     /// Free space to keep on the data directory's disk, in MiB: below it, appends are
     /// refused with RESOURCE_EXHAUSTED (reads and eligibility go on) until space is freed
     /// [default: 256; 0 turns the check off].
@@ -1043,6 +1048,7 @@ impl ServeArgs {
                 max_batch_events: self.max_batch_events,
                 max_concurrent_streams: self.max_concurrent_streams,
                 request_timeout_secs: self.request_timeout_secs,
+                keepalive_secs: self.keepalive_secs,
                 min_free_disk_mib: self.min_free_disk_mib,
             },
         }))

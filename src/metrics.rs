@@ -61,6 +61,8 @@ pub struct Metrics {
     pub decisions: Family<DecisionLabels, Counter>,
     /// Contacts decided by `Screen`.
     pub screened: Counter,
+    /// Streamed responses stopped because the caller read nothing for `request_timeout`.
+    pub stalled_streams: Counter,
     /// Calls refused by authentication or authorization, by RPC.
     pub auth_failures: Family<AuthLabels, Counter>,
     /// Entries in the ledger (set when scraped).
@@ -96,6 +98,7 @@ impl Metrics {
             commit_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
             decisions: Family::default(),
             screened: Counter::default(),
+            stalled_streams: Counter::default(),
             auth_failures: Family::default(),
             tree_size: Gauge::default(),
             disk_free_bytes: Gauge::default(),
@@ -135,6 +138,11 @@ impl Metrics {
             "screened_contacts",
             "Contacts decided by Screen",
             metrics.screened.clone(),
+        );
+        registry.register(
+            "stalled_streams",
+            "Streamed responses (Screen, VerifyLedger, ExportContact) stopped because the caller read nothing for request_timeout",
+            metrics.stalled_streams.clone(),
         );
         registry.register(
             "auth_failures",

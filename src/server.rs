@@ -229,6 +229,7 @@ pub async fn run(
         store.clone(),
         writer.clone(),
         policies.clone(),
+        limits.request_timeout,
     ))
     .max_decoding_message_size(limits.max_message_bytes);
     let rights = RightsServiceServer::new(RightsApi::new(
@@ -237,6 +238,7 @@ pub async fn run(
         keyring,
         checkpointer.clone(),
         policies.clone(),
+        limits.request_timeout,
     ))
     .max_decoding_message_size(limits.max_message_bytes);
     let admin = AdminServiceServer::new(AdminApi::new(store.clone(), checkpointer.clone()))
@@ -244,8 +246,12 @@ pub async fn run(
     let ledger = LedgerApi::new(store.clone(), writer, policies, limits);
     let ledger =
         LedgerServiceServer::new(ledger).max_decoding_message_size(limits.max_message_bytes);
-    let audit = AuditServiceServer::new(AuditApi::new(store.clone(), checkpointer.clone()))
-        .max_decoding_message_size(limits.max_message_bytes);
+    let audit = AuditServiceServer::new(AuditApi::new(
+        store.clone(),
+        checkpointer.clone(),
+        limits.request_timeout,
+    ))
+    .max_decoding_message_size(limits.max_message_bytes);
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
@@ -304,12 +310,17 @@ pub async fn run(
 
     tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving");
     let mut builder = Server::builder();
+    // A peer that stopped reading its socket (or vanished) never answers a ping: its
+    // connection and the calls on it are closed instead of held.
+    let keepalive = (!limits.keepalive.is_zero()).then_some(limits.keepalive);
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
     }
     let served = builder
         .layer(AuthLayer::new(auth, store.metrics().clone()))
         .timeout(limits.request_timeout)
+        .http2_keepalive_interval(keepalive)
+        .http2_keepalive_timeout(keepalive)
         .max_concurrent_streams(limits.max_concurrent_streams)
         .add_service(health)
         .add_service(reflection_v1)
@@ -508,6 +519,7 @@ pub fn check_settings(
             max_batch_events: Some(serve.limits.max_batch_events),
             max_concurrent_streams: Some(serve.limits.max_concurrent_streams),
             request_timeout_secs: Some(serve.limits.request_timeout.as_secs()),
+            keepalive_secs: Some(serve.limits.keepalive.as_secs()),
             min_free_disk_mib: Some(serve.limits.min_free_disk_bytes / (1024 * 1024)),
         },
     };

@@ -930,4 +930,215 @@ mod wire {
         drop(client);
         server.stop().await;
     }
+
+    /// `Screen` requests for `count` ids, a thousand per message, the target in the first.
+    fn screen_requests(count: usize) -> impl futures::Stream<Item = pb::ScreenRequest> {
+        futures::stream::iter((0..count.div_ceil(1000)).map(move |message| {
+            pb::ScreenRequest {
+                target: (message == 0).then(|| pb::ScreenTarget {
+                    purpose: "email_marketing".into(),
+                    channel: "email".into(),
+                    ..Default::default()
+                }),
+                contact_ids: (message * 1000..count.min((message + 1) * 1000))
+                    .map(|i| format!("nobody-{i}"))
+                    .collect(),
+            }
+        }))
+    }
+
+    /// A caller that opens a large `Screen` and stops reading: after `request_timeout`
+    /// the server stops the screening and counts it; when the caller reads again it gets
+    /// what was queued, then `DEADLINE_EXCEEDED` naming the limit, and never a summary.
+    /// Other callers are served throughout.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stream_its_caller_stops_reading_is_ended_after_the_request_timeout() {
+        use consent_ledger::config::ServeConfig;
+        use consent_ledger::proto::v1::eligibility_service_client::EligibilityServiceClient;
+        use std::time::Duration;
+
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let server = TestServer::start_config(ServeConfig {
+            data_dir: dir.path().to_path_buf(),
+            metrics_listen: Some(([127, 0, 0, 1], port).into()),
+            limits: Limits {
+                request_timeout: Duration::from_secs(2),
+                ..Limits::default()
+            },
+            ..ServeConfig::default()
+        })
+        .await;
+        append(&mut server.client().await, registered("crm-reader", "US")).await;
+        let mut eligibility = EligibilityServiceClient::new(server.channel().await);
+        let ids = 300_000;
+        let mut stalled = eligibility
+            .screen(screen_requests(ids))
+            .await
+            .unwrap()
+            .into_inner();
+        // Not reading: the transport's windows and the server's queue fill, then the
+        // server waits for the caller for request_timeout.
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        let metrics = http_get(port, "/metrics").await;
+        assert!(
+            metrics.contains("consent_ledger_stalled_streams_total 1"),
+            "the stopped stream is counted:\n{metrics}"
+        );
+        let decision = EligibilityServiceClient::new(server.channel().await)
+            .check(pb::CheckRequest {
+                contact_id: "crm-reader".into(),
+                purpose: "email_marketing".into(),
+                channel: "email".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(decision.contact_id, "crm-reader");
+
+        let mut decided = 0;
+        let status = loop {
+            match stalled.message().await {
+                Ok(Some(response)) => match response.kind {
+                    Some(pb::screen_response::Kind::Decisions(d)) => {
+                        decided += d.decisions.len();
+                    }
+                    other => panic!("a stopped screening sent {other:?}"),
+                },
+                Ok(None) => panic!("the stream ended without saying why"),
+                Err(status) => break status,
+            }
+        };
+        assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+        assert!(
+            status.message().contains("Screen") && status.message().contains("request_timeout"),
+            "{}",
+            status.message()
+        );
+        assert!(
+            decided > 0 && decided < ids,
+            "{decided} decisions before the error"
+        );
+        server.stop().await;
+    }
+
+    /// One HTTP/2 frame: 24-bit length, type, flags, stream id, payload.
+    fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let len = u32::try_from(payload.len()).unwrap().to_be_bytes();
+        let mut frame = vec![len[1], len[2], len[3], kind, flags];
+        frame.extend_from_slice(&stream.to_be_bytes());
+        frame.extend_from_slice(payload);
+        frame
+    }
+
+    /// An HPACK header field, literal without indexing, no Huffman coding (short strings).
+    fn hpack_literal(name: &str, value: &str) -> Vec<u8> {
+        let mut field = vec![0x00, u8::try_from(name.len()).unwrap()];
+        field.extend_from_slice(name.as_bytes());
+        field.push(u8::try_from(value.len()).unwrap());
+        field.extend_from_slice(value.as_bytes());
+        field
+    }
+
+    /// A peer that opens a `Screen`, sends ids, and then neither reads its socket nor
+    /// answers anything: the server pings it after `keepalive_secs` of silence and closes
+    /// the connection (GOAWAY, then end of stream) when the ping goes unanswered, so the
+    /// call and everything it holds are released. Others are served meanwhile.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_peer_that_stops_reading_its_socket_is_disconnected_by_keepalive() {
+        use prost::Message;
+        use std::time::{Duration, Instant};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start_with(
+            dir.path(),
+            Limits {
+                keepalive: Duration::from_secs(1),
+                ..Limits::default()
+            },
+        )
+        .await;
+        let mut client = server.client().await;
+        append(&mut client, registered("crm-alive", "US")).await;
+
+        let mut socket = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        out.extend(h2_frame(0x4, 0, 0, &[])); // SETTINGS, defaults
+        let headers: Vec<u8> = [
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":path", "/consentledger.v1.EligibilityService/Screen"),
+            (":authority", "localhost"),
+            ("content-type", "application/grpc"),
+            ("te", "trailers"),
+        ]
+        .iter()
+        .flat_map(|(name, value)| hpack_literal(name, value))
+        .collect();
+        out.extend(h2_frame(0x1, 0x4, 1, &headers)); // HEADERS, END_HEADERS
+        let request = pb::ScreenRequest {
+            target: Some(pb::ScreenTarget {
+                purpose: "email_marketing".into(),
+                channel: "email".into(),
+                ..Default::default()
+            }),
+            contact_ids: (0..3000).map(|i| format!("nobody-{i}")).collect(),
+        };
+        let message = framed(&request.encode_to_vec());
+        assert!(message.len() < 60_000, "fits the initial window");
+        for chunk in message.chunks(16_384) {
+            out.extend(h2_frame(0x0, 0, 1, chunk)); // DATA, the stream left open
+        }
+        socket.write_all(&out).await.unwrap();
+
+        // Silent, and reading nothing, for longer than a keepalive round.
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let check = pb::CheckRequest {
+            contact_id: "crm-alive".into(),
+            purpose: "email_marketing".into(),
+            channel: "email".into(),
+            ..Default::default()
+        };
+        let mut eligibility =
+            consent_ledger::proto::v1::eligibility_service_client::EligibilityServiceClient::new(
+                server.channel().await,
+            );
+        assert_eq!(
+            eligibility
+                .check(check)
+                .await
+                .unwrap()
+                .into_inner()
+                .contact_id,
+            "crm-alive"
+        );
+
+        // What the server sent before it gave up, then the end of the connection.
+        let started = Instant::now();
+        let mut received = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), socket.read_to_end(&mut received))
+            .await
+            .expect("the server kept the connection of a peer that answers nothing")
+            .unwrap();
+        let mut kinds = Vec::new();
+        let mut rest = &received[..];
+        while rest.len() >= 9 {
+            let len = usize::from(rest[0]) << 16 | usize::from(rest[1]) << 8 | usize::from(rest[2]);
+            kinds.push(rest[3]);
+            rest = &rest[(9 + len).min(rest.len())..];
+        }
+        assert!(
+            kinds.contains(&0x0),
+            "the screening had started answering: {kinds:?}"
+        );
+        assert!(kinds.contains(&0x6), "the server pinged: {kinds:?}");
+        assert!(kinds.contains(&0x7), "the server said GOAWAY: {kinds:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "closed before the read began"
+        );
+        server.stop().await;
+    }
 }

@@ -1,11 +1,8 @@
 //! `consentledger.v1.AuditService`: Merkle proofs, signed checkpoints, full ledger
 //! verification and offline bundles. Read-only: nothing here changes an entry.
 
-use std::pin::Pin;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use futures::Stream;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
@@ -13,6 +10,7 @@ use super::blocking;
 use super::convert::{
     bundle_to_proto, checkpoint_to_proto, inclusion_proof_to_proto, ledger_report_to_proto,
 };
+use super::outbox::{outbox, ResponseStream};
 use crate::audit::bundle::BundleEntry;
 use crate::audit::checkpoint::open_checkpoint;
 use crate::model::{ContactId, ValidationError};
@@ -58,14 +56,18 @@ const MAX_PAGE: u32 = 1000;
 pub struct AuditApi {
     store: Store,
     checkpointer: Checkpointer,
+    /// How long a streamed response waits for its caller to read (`request_timeout`).
+    stall: Duration,
 }
 
 impl AuditApi {
-    /// A service that reads `store` and signs with `checkpointer`.
-    pub fn new(store: Store, checkpointer: Checkpointer) -> Self {
+    /// A service that reads `store` and signs with `checkpointer`; a `VerifyLedger`
+    /// caller that reads nothing for `stall` has its verification stopped.
+    pub fn new(store: Store, checkpointer: Checkpointer, stall: Duration) -> Self {
         Self {
             store,
             checkpointer,
+            stall,
         }
     }
 }
@@ -74,8 +76,6 @@ fn seq_field(seq: u64) -> Result<u64, ValidationError> {
     seq.checked_sub(1)
         .ok_or_else(|| ValidationError::new("seq", "must be at least 1"))
 }
-
-type VerifyStream = Pin<Box<dyn Stream<Item = Result<pb::VerifyLedgerResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl AuditService for AuditApi {
@@ -215,7 +215,7 @@ impl AuditService for AuditApi {
         .await
     }
 
-    type VerifyLedgerStream = VerifyStream;
+    type VerifyLedgerStream = ResponseStream<pb::VerifyLedgerResponse>;
 
     #[instrument(skip_all)]
     async fn verify_ledger(
@@ -231,22 +231,21 @@ impl AuditService for AuditApi {
                     .map_err(|e| Status::invalid_argument(format!("trusted_checkpoint: {e}")))?,
             ),
         };
-        let (sender, receiver) = tokio::sync::mpsc::channel(16);
         let store = self.store.clone();
+        let (outbox, stream) = outbox("VerifyLedger", 16, self.stall, store.metrics().clone());
         tokio::task::spawn_blocking(move || {
             let started = Instant::now();
-            // A caller that went away stops the verification at its next progress report.
+            // A caller that went away or stopped reading stops the verification at its
+            // next progress report.
             let mut progress = |done, total| {
-                sender
-                    .blocking_send(Ok(pb::VerifyLedgerResponse {
-                        update: Some(pb::verify_ledger_response::Update::Progress(
-                            pb::VerifyProgress {
-                                entries_done: done,
-                                entries_total: total,
-                            },
-                        )),
-                    }))
-                    .is_ok()
+                outbox.blocking_send(Ok(pb::VerifyLedgerResponse {
+                    update: Some(pb::verify_ledger_response::Update::Progress(
+                        pb::VerifyProgress {
+                            entries_done: done,
+                            entries_total: total,
+                        },
+                    )),
+                }))
             };
             let outcome = store.verify_ledger(Some(&verifier), trusted, &mut progress);
             let message = match outcome {
@@ -268,9 +267,9 @@ impl AuditService for AuditApi {
                 }
                 Err(err) => Err(Status::from(err)),
             };
-            let _ = sender.blocking_send(message);
+            outbox.blocking_send(message);
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+        Ok(Response::new(stream))
     }
 
     #[instrument(skip_all)]

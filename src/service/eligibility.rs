@@ -2,16 +2,16 @@
 //! campaign list, now or at a past time, and the policy packs they are made under.
 
 use std::collections::BTreeMap;
-use std::pin::Pin;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::instrument;
 
 use super::convert::{client_contact_id, timestamp, to_timestamp};
+use super::outbox::{outbox, ResponseStream};
 use super::{blocking, caller};
 use crate::ledger::projection::Cutoff;
 use crate::ledger::ContactState;
@@ -421,20 +421,22 @@ pub struct EligibilityApi {
     store: Store,
     writer: WriterHandle,
     policies: Policies,
+    /// How long a streamed response waits for its caller to read (`request_timeout`).
+    stall: Duration,
 }
 
 impl EligibilityApi {
     /// A service deciding from `store` under `policies`; activations go through `writer`.
-    pub fn new(store: Store, writer: WriterHandle, policies: Policies) -> Self {
+    /// A `Screen` caller that reads nothing for `stall` has its screening stopped.
+    pub fn new(store: Store, writer: WriterHandle, policies: Policies, stall: Duration) -> Self {
         Self {
             store,
             writer,
             policies,
+            stall,
         }
     }
 }
-
-type ScreenStream = Pin<Box<dyn Stream<Item = Result<pb::ScreenResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl EligibilityService for EligibilityApi {
@@ -489,7 +491,7 @@ impl EligibilityService for EligibilityApi {
         Ok(Response::new(decision))
     }
 
-    type ScreenStream = ScreenStream;
+    type ScreenStream = ResponseStream<pb::ScreenResponse>;
 
     #[instrument(skip_all)]
     async fn screen(
@@ -512,8 +514,8 @@ impl EligibilityService for EligibilityApi {
         )?;
         target.brief = wanted.brief;
         let (activation, note) = target.activation(&self.policies.book(), "target.")?;
-        let (sender, receiver) = tokio::sync::mpsc::channel(SCREEN_BUFFER);
         let store = self.store.clone();
+        let (outbox, stream) = outbox("Screen", SCREEN_BUFFER, self.stall, store.metrics().clone());
         let mut summary = pb::ScreenSummary {
             policy_version: activation.pack.version.clone(),
             policy_sha256: activation.pack.sha256.to_vec(),
@@ -545,7 +547,7 @@ impl EligibilityService for EligibilityApi {
                 let (decisions, tree_size) = match result {
                     Ok(decided) => decided,
                     Err(status) => {
-                        let _ = sender.send(Err(status)).await;
+                        outbox.send(Err(status)).await;
                         return;
                     }
                 };
@@ -571,8 +573,8 @@ impl EligibilityService for EligibilityApi {
                         decisions,
                     })),
                 };
-                if sender.send(Ok(batch)).await.is_err() {
-                    return; // The caller went away.
+                if !outbox.send(Ok(batch)).await {
+                    return; // The caller went away or stopped reading.
                 }
             }
             summary.by_rule = by_rule.into_iter().collect();
@@ -580,18 +582,18 @@ impl EligibilityService for EligibilityApi {
                 match store.tree_head() {
                     Ok(head) => summary.tree_size = head.size,
                     Err(err) => {
-                        let _ = sender.send(Err(err.into())).await;
+                        outbox.send(Err(err.into())).await;
                         return;
                     }
                 }
             }
-            let _ = sender
+            outbox
                 .send(Ok(pb::ScreenResponse {
                     kind: Some(pb::screen_response::Kind::Summary(summary)),
                 }))
                 .await;
         });
-        Ok(Response::new(ReceiverStream::new(receiver).boxed()))
+        Ok(Response::new(stream))
     }
 
     #[instrument(skip_all)]

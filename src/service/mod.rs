@@ -8,6 +8,7 @@ pub mod convert;
 pub mod eligibility;
 pub mod error;
 pub mod ledger;
+mod outbox;
 pub mod rights;
 
 pub use admin::AdminApi;

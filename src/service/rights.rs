@@ -2,13 +2,11 @@
 //! that really removes personal data, and the access (Art. 15) and portability (Art. 20)
 //! exports.
 
-use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{NaiveDate, Utc};
-use futures::Stream;
 use sha2::{Digest, Sha256};
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
@@ -20,6 +18,7 @@ use super::convert::{
     request_kind_from_proto, request_to_proto, to_timestamp,
 };
 use super::eligibility::Policies;
+use super::outbox::{outbox, ResponseStream};
 use super::{blocking, caller};
 use crate::crypto::Keyring;
 use crate::model::{
@@ -42,18 +41,22 @@ pub struct RightsApi {
     keyring: Arc<Keyring>,
     checkpointer: Checkpointer,
     policies: Policies,
+    /// How long a streamed response waits for its caller to read (`request_timeout`).
+    stall: Duration,
 }
 
 impl RightsApi {
     /// A service that appends through `writer`, reads `store`, opens personal data with
     /// `keyring`, proves exports with checkpoints from `checkpointer`, and validates
-    /// purposes against the active policy pack.
+    /// purposes against the active policy pack. An `ExportContact` caller that reads
+    /// nothing for `stall` has its export stopped.
     pub fn new(
         store: Store,
         writer: WriterHandle,
         keyring: Arc<Keyring>,
         checkpointer: Checkpointer,
         policies: Policies,
+        stall: Duration,
     ) -> Self {
         Self {
             store,
@@ -61,6 +64,7 @@ impl RightsApi {
             keyring,
             checkpointer,
             policies,
+            stall,
         }
     }
 
@@ -152,8 +156,6 @@ fn required(text: &str, field: &str, what: &str) -> Result<String, ValidationErr
     optional_text(text, field)?
         .ok_or_else(|| ValidationError::new(field, format!("is required: {what}")))
 }
-
-type ExportStream = Pin<Box<dyn Stream<Item = Result<pb::ExportPart, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl RightsService for RightsApi {
@@ -323,7 +325,7 @@ impl RightsService for RightsApi {
         }))
     }
 
-    type ExportContactStream = ExportStream;
+    type ExportContactStream = ResponseStream<pb::ExportPart>;
 
     #[instrument(skip_all, fields(contact))]
     async fn export_contact(
@@ -354,7 +356,7 @@ impl RightsService for RightsApi {
                 "contact_id: no contact {contact} in the ledger"
             )));
         };
-        let (sender, receiver) = tokio::sync::mpsc::channel(4);
+        let (outbox, stream) = outbox("ExportContact", 4, self.stall, store.metrics().clone());
         let (keyring, checkpointer) = (self.keyring.clone(), self.checkpointer.clone());
         tokio::task::spawn_blocking(move || {
             let export = Export {
@@ -364,12 +366,12 @@ impl RightsService for RightsApi {
                 tree_size,
                 kind,
             };
-            let send = |part| sender.blocking_send(Ok(part)).is_ok();
+            let send = |part| outbox.blocking_send(Ok(part));
             if let Err(status) = export.run(&state, &checkpointer, send) {
-                let _ = sender.blocking_send(Err(status));
+                outbox.blocking_send(Err(status));
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+        Ok(Response::new(stream))
     }
 }
 
