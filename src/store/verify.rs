@@ -93,6 +93,13 @@ struct Findings {
 }
 
 impl Findings {
+    /// Takes in another half's findings (the list is cut to the first 100 by sequence
+    /// number when the report is written).
+    fn merge(&mut self, other: Findings) {
+        self.listed.extend(other.listed);
+        self.more += other.more;
+    }
+
     fn add(&mut self, seq: u64, kind: DamageKind, detail: impl Into<String>) {
         if self.listed.len() < MAX_FINDINGS {
             self.listed.push(Damage {
@@ -106,34 +113,24 @@ impl Findings {
     }
 }
 
-/// Walks the stored Merkle nodes level by level, in the order the recomputed tree
-/// produces them, and classifies mismatches.
-struct TreeCheck<'s> {
-    levels: Vec<rocksdb::DBRawIteratorWithThreadMode<'s, rocksdb::DB>>,
-    /// Leaves whose stored hash differs from their bytes, not yet attributed: the parent
-    /// tells whether the entry or the stored leaf was altered.
-    unresolved_leaves: Vec<u64>,
-    /// Leaf indices already reported as damaged; nodes above them are not reported again.
-    damaged: Vec<u64>,
+/// Reads the stored Merkle nodes of one level in index order, with one iterator.
+struct NodeScan<'s> {
+    level: u8,
+    it: rocksdb::DBRawIteratorWithThreadMode<'s, rocksdb::DB>,
 }
 
-impl<'s> TreeCheck<'s> {
-    fn stored(
-        &mut self,
-        snapshot: &'s rocksdb::Snapshot<'s>,
-        cf: &rocksdb::ColumnFamily,
-        level: u8,
-        index: u64,
-    ) -> Result<Option<Hash>, StoreError> {
-        let level_usize = usize::from(level);
-        while self.levels.len() <= level_usize {
-            let mut it = snapshot.raw_iterator_cf_opt(cf, scan_options());
-            it.seek(keys::merkle_key(self.levels.len() as u8, 0));
-            self.levels.push(it);
-        }
-        let it = &mut self.levels[level_usize];
-        let wanted = keys::merkle_key(level, index);
-        // Nodes are asked for in index order: skip any stray nodes before the wanted one.
+impl<'s> NodeScan<'s> {
+    fn new(snapshot: &'s rocksdb::Snapshot<'s>, cf: &rocksdb::ColumnFamily, level: u8) -> Self {
+        let mut it = snapshot.raw_iterator_cf_opt(cf, scan_options());
+        it.seek(keys::merkle_key(level, 0));
+        Self { level, it }
+    }
+
+    /// The stored node `index` of this level; asked for in increasing index order.
+    fn stored(&mut self, index: u64) -> Result<Option<Hash>, StoreError> {
+        let it = &mut self.it;
+        let wanted = keys::merkle_key(self.level, index);
+        // Skip any stray nodes before the wanted one.
         while let Some(key) = it.key() {
             if key >= wanted.as_slice() {
                 break;
@@ -149,6 +146,98 @@ impl<'s> TreeCheck<'s> {
             }
             _ => Ok(None),
         }
+    }
+}
+
+/// What the entry scan tells the tree check, in entry order.
+enum TreeInput {
+    /// The next leaf of the recomputed tree.
+    Leaf(Hash),
+    /// A leaf already reported as damaged: nodes above it are not reported again.
+    Damaged(u64),
+    /// A leaf whose stored hash differs from its entry's hash: the parent node tells
+    /// whether the entry or the stored leaf was altered.
+    Unresolved(u64),
+}
+
+/// Tree inputs sent to the tree check at once.
+const TREE_BATCH: usize = 4096;
+
+/// The entry scan's end of the channel to the tree check.
+struct TreeFeed {
+    batch: Vec<TreeInput>,
+    /// `None` once the tree check has stopped (it failed; its error is reported).
+    sender: Option<std::sync::mpsc::SyncSender<Vec<TreeInput>>>,
+}
+
+impl TreeFeed {
+    fn push(&mut self, input: TreeInput) {
+        self.batch.push(input);
+        if self.batch.len() >= TREE_BATCH {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(TREE_BATCH));
+        if let Some(sender) = &self.sender {
+            if sender.send(batch).is_err() {
+                self.sender = None;
+            }
+        }
+    }
+
+    fn closed(&self) -> bool {
+        self.sender.is_none()
+    }
+}
+
+/// What the entry scan found, for the conclusion.
+struct EntryScan {
+    count: u64,
+    bytes_hashed: u64,
+    /// The last sequence number stored.
+    stored_end: u64,
+    /// Each contact's last contact seq and entry hash, as the entries chain them.
+    contacts: HashMap<String, (u64, Hash)>,
+    /// Sum of the contact-index fingerprints the entries imply.
+    index_digest: u128,
+}
+
+/// What the tree check found, for the conclusion.
+struct TreeOutcome<'s> {
+    frontier: Frontier,
+    tree: TreeCheck<'s>,
+    checkpoints: CheckpointCheck<'s>,
+    findings: Findings,
+}
+
+/// Walks the stored Merkle nodes above the leaves level by level, in the order the
+/// recomputed tree produces them, and classifies mismatches.
+struct TreeCheck<'s> {
+    /// Scans of levels 1, 2, … (index 0 holds level 1).
+    levels: Vec<NodeScan<'s>>,
+    /// Leaves whose stored hash differs from their bytes, not yet attributed: the parent
+    /// tells whether the entry or the stored leaf was altered.
+    unresolved_leaves: Vec<u64>,
+    /// Leaf indices already reported as damaged; nodes above them are not reported again.
+    damaged: Vec<u64>,
+}
+
+impl<'s> TreeCheck<'s> {
+    /// The stored node `index` of `level` (at least 1), asked for in index order.
+    fn stored(
+        &mut self,
+        snapshot: &'s rocksdb::Snapshot<'s>,
+        cf: &rocksdb::ColumnFamily,
+        level: u8,
+        index: u64,
+    ) -> Result<Option<Hash>, StoreError> {
+        while self.levels.len() < usize::from(level) {
+            let next = self.levels.len() as u8 + 1;
+            self.levels.push(NodeScan::new(snapshot, cf, next));
+        }
+        self.levels[usize::from(level) - 1].stored(index)
     }
 
     fn covers_damage(&self, level: u8, index: u64) -> bool {
@@ -326,34 +415,69 @@ impl Store {
             .get_pinned_cf(meta, keys::META_TREE_ROOT)?
             .and_then(|b| b.as_ref().try_into().ok());
 
-        let merkle = self.cf(keys::MERKLE);
-        let mut tree = TreeCheck {
-            levels: Vec::new(),
-            unresolved_leaves: Vec::new(),
-            damaged: Vec::new(),
-        };
-        let mut frontier = Frontier::new();
+        // Over the cores: this thread scans the entries (hashes, chains, digests, leaves)
+        // and feeds the leaves to a second that recomputes the tree above them and checks
+        // the checkpoints; the contact index is summed on a third, independent of both.
+        std::thread::scope(|scope| {
+            let (sender, inputs) = std::sync::mpsc::sync_channel(4);
+            let tree_check = scope.spawn(|| self.check_tree(&snapshot, trusted, inputs));
+            let index_sum =
+                scope.spawn(|| sum_contact_index(&snapshot, self.cf(keys::CONTACT_INDEX)));
+            let mut feed = TreeFeed {
+                batch: Vec::with_capacity(TREE_BATCH),
+                sender: Some(sender),
+            };
+            let scanned =
+                self.scan_entries(&snapshot, recorded_size, &mut feed, &mut findings, progress);
+            feed.flush();
+            drop(feed);
+            let tree = tree_check
+                .join()
+                .map_err(|_| StoreError::Corrupt("the tree check stopped".into()))?;
+            let index_sum = index_sum
+                .join()
+                .map_err(|_| StoreError::Corrupt("the contact index scan stopped".into()))?;
+            let (scan, mut tree) = (scanned?, tree?);
+            findings.merge(std::mem::take(&mut tree.findings));
+            self.conclude(
+                &snapshot,
+                recorded_size,
+                recorded_root,
+                key,
+                scan,
+                tree,
+                index_sum?,
+                findings,
+                progress,
+            )
+        })
+    }
+
+    /// The entry half of the verification: re-hashes every stored entry, checks its
+    /// header, its contact chain and its personal-data digest, compares it with its
+    /// stored Merkle leaf, and sends the leaves (and what it found about them) to the
+    /// tree check.
+    fn scan_entries<'s>(
+        &self,
+        snapshot: &'s rocksdb::Snapshot<'s>,
+        recorded_size: u64,
+        tree: &mut TreeFeed,
+        findings: &mut Findings,
+        progress: &mut dyn FnMut(u64, u64) -> bool,
+    ) -> Result<EntryScan, StoreError> {
+        let mut leaves = NodeScan::new(snapshot, self.cf(keys::MERKLE), 0);
         let mut contacts: HashMap<String, (u64, Hash)> = HashMap::new();
         let mut index_digest = 0u128;
-
         let mut personal = snapshot.raw_iterator_cf_opt(self.cf(keys::PII), scan_options());
         personal.seek_to_first();
-        let mut checkpoints = CheckpointCheck {
-            stored: snapshot.raw_iterator_cf_opt(self.cf(keys::CHECKPOINTS), scan_options()),
-            checked: 0,
-            mismatch_reported: false,
-            latest: None,
-            trusted,
-            trusted_checked: false,
-        };
-        checkpoints.stored.seek_to_first();
-
         let (mut count, mut bytes_hashed) = (0u64, 0u64);
-        checkpoints.reached(&frontier, &mut findings)?;
         let mut expected_seq = 1u64;
         let mut entries = snapshot.raw_iterator_cf_opt(self.cf(keys::ENTRIES), scan_options());
         entries.seek_to_first();
         while let (Some(key), Some(bytes)) = (entries.key(), entries.value()) {
+            if tree.closed() {
+                break; // The tree check failed; its error is reported.
+            }
             let hash = entry_hash(bytes);
             let Some(seq) = keys::decode_u64(key).filter(|&s| s >= 1) else {
                 findings.add(
@@ -378,18 +502,15 @@ impl Store {
                 );
                 for missing in expected_seq..seq {
                     let index = missing - 1;
-                    tree.mark_damaged(index);
-                    let leaf = tree
-                        .stored(&snapshot, merkle, 0, index)?
-                        .unwrap_or(ZERO_HASH);
-                    self.push_checked(&mut tree, &snapshot, &mut frontier, leaf, &mut findings)?;
-                    checkpoints.reached(&frontier, &mut findings)?;
+                    tree.push(TreeInput::Damaged(index));
+                    let leaf = leaves.stored(index)?.unwrap_or(ZERO_HASH);
+                    tree.push(TreeInput::Leaf(leaf));
                 }
             }
             let index = seq - 1;
             count += 1;
             bytes_hashed += bytes.len() as u64;
-            let stored_leaf = tree.stored(&snapshot, merkle, 0, index)?;
+            let stored_leaf = leaves.stored(index)?;
 
             let decoded = EntryHeader::decode_with_body(bytes);
             let leaf = match decoded.as_ref().map(|(header, _)| header) {
@@ -399,7 +520,7 @@ impl Store {
                         DamageKind::Undecodable,
                         format!("entry {seq} does not decode: {err}"),
                     );
-                    tree.mark_damaged(index);
+                    tree.push(TreeInput::Damaged(index));
                     stored_leaf.unwrap_or(hash)
                 }
                 Ok(header) if header.seq != seq => {
@@ -408,7 +529,7 @@ impl Store {
                         DamageKind::Reordered,
                         format!("the entry stored at seq {seq} is entry {} (entries were moved or swapped)", header.seq),
                     );
-                    tree.mark_damaged(index);
+                    tree.push(TreeInput::Damaged(index));
                     stored_leaf.unwrap_or(hash)
                 }
                 Ok(header) => {
@@ -453,9 +574,9 @@ impl Store {
                                 DamageKind::TreeMismatch,
                                 format!("the Merkle leaf of entry {seq} is missing"),
                             );
-                            tree.mark_damaged(index);
+                            tree.push(TreeInput::Damaged(index));
                         } else {
-                            tree.unresolved_leaves.push(index);
+                            tree.push(TreeInput::Unresolved(index));
                         }
                     }
                     hash
@@ -497,8 +618,7 @@ impl Store {
             }
             personal.status()?;
 
-            self.push_checked(&mut tree, &snapshot, &mut frontier, leaf, &mut findings)?;
-            checkpoints.reached(&frontier, &mut findings)?;
+            tree.push(TreeInput::Leaf(leaf));
             expected_seq = seq + 1;
             if count % PROGRESS_EVERY == 0 && !progress(count, recorded_size.max(count)) {
                 return Err(StoreError::Cancelled);
@@ -506,7 +626,84 @@ impl Store {
             entries.next();
         }
         entries.status()?;
-        let stored_entries_end = expected_seq - 1;
+        Ok(EntryScan {
+            count,
+            bytes_hashed,
+            stored_end: expected_seq - 1,
+            contacts,
+            index_digest,
+        })
+    }
+
+    /// The tree half of the verification, on its own thread: recomputes every node from
+    /// the leaves the entry scan sends, compares each with the stored node, and checks
+    /// every stored checkpoint (and the trusted one) as the tree reaches its size.
+    fn check_tree<'s>(
+        &self,
+        snapshot: &'s rocksdb::Snapshot<'s>,
+        trusted: Option<TreeCheckpoint>,
+        inputs: std::sync::mpsc::Receiver<Vec<TreeInput>>,
+    ) -> Result<TreeOutcome<'s>, StoreError> {
+        let mut findings = Findings::default();
+        let mut tree = TreeCheck {
+            levels: Vec::new(),
+            unresolved_leaves: Vec::new(),
+            damaged: Vec::new(),
+        };
+        let mut frontier = Frontier::new();
+        let mut checkpoints = CheckpointCheck {
+            stored: snapshot.raw_iterator_cf_opt(self.cf(keys::CHECKPOINTS), scan_options()),
+            checked: 0,
+            mismatch_reported: false,
+            latest: None,
+            trusted,
+            trusted_checked: false,
+        };
+        checkpoints.stored.seek_to_first();
+        checkpoints.reached(&frontier, &mut findings)?;
+        for batch in inputs {
+            for input in batch {
+                match input {
+                    TreeInput::Damaged(leaf) => tree.mark_damaged(leaf),
+                    TreeInput::Unresolved(leaf) => tree.unresolved_leaves.push(leaf),
+                    TreeInput::Leaf(leaf) => {
+                        self.push_checked(&mut tree, snapshot, &mut frontier, leaf, &mut findings)?;
+                        checkpoints.reached(&frontier, &mut findings)?;
+                    }
+                }
+            }
+        }
+        Ok(TreeOutcome {
+            frontier,
+            tree,
+            checkpoints,
+            findings,
+        })
+    }
+
+    /// Compares what the two halves found with the recorded heads, the contact index and
+    /// the checkpoints, and writes the report.
+    #[allow(clippy::too_many_arguments)]
+    fn conclude<'s>(
+        &self,
+        snapshot: &'s rocksdb::Snapshot<'s>,
+        recorded_size: u64,
+        recorded_root: Option<Hash>,
+        key: Option<&VerifierKey>,
+        scan: EntryScan,
+        outcome: TreeOutcome<'s>,
+        (indexed, malformed_rows): (u128, u64),
+        mut findings: Findings,
+        progress: &mut dyn FnMut(u64, u64) -> bool,
+    ) -> Result<LedgerReport, StoreError> {
+        let TreeOutcome {
+            frontier,
+            mut tree,
+            mut checkpoints,
+            ..
+        } = outcome;
+        let stored_entries_end = scan.stored_end;
+        let count = scan.count;
 
         // The recorded tree head: entries removed from the end, or entries past it.
         if stored_entries_end < recorded_size {
@@ -548,8 +745,7 @@ impl Store {
         checkpoints.finish(frontier.size(), key, &mut findings);
 
         // Contact heads and the contact index.
-        self.check_contact_heads(&snapshot, &contacts, &mut findings)?;
-        let (indexed, malformed_rows) = sum_contact_index(&snapshot, self.cf(keys::CONTACT_INDEX))?;
+        self.check_contact_heads(snapshot, &scan.contacts, &mut findings)?;
         if malformed_rows > 0 {
             findings.add(
                 0,
@@ -557,7 +753,7 @@ impl Store {
                 format!("the contact index holds {malformed_rows} malformed rows"),
             );
         }
-        if indexed != index_digest {
+        if indexed != scan.index_digest {
             findings.add(0, DamageKind::IndexMismatch, "the contact index does not list exactly the stored entries; run VerifyContact on the contacts concerned");
         }
 
@@ -566,9 +762,13 @@ impl Store {
         }
         // In sequence order; findings about the ledger as a whole last.
         findings.listed.sort_by_key(|d| (d.seq == 0, d.seq));
+        if findings.listed.len() > MAX_FINDINGS {
+            findings.more += (findings.listed.len() - MAX_FINDINGS) as u64;
+            findings.listed.truncate(MAX_FINDINGS);
+        }
         Ok(LedgerReport {
             entries: count,
-            bytes: bytes_hashed,
+            bytes: scan.bytes_hashed,
             tree_size: recorded_size,
             root,
             checkpoints_checked: checkpoints.checked,
