@@ -8,8 +8,8 @@
 # compiled again for the sanitizer build: the script links the library that a normal
 # `cargo build` produced (ROCKSDB_LIB_DIR), so only the Rust code is instrumented.
 #
-# New inputs go to target/fuzz/corpus/<target> (the committed seeds in fuzz/seeds/<target>
-# are read, never written). A crash or a failed property leaves its input in
+# New inputs go to target/fuzz/corpus/<target> (the seeds, fuzz/seeds/<target> and for the
+# policy parser the shipped packs in deploy/policy, are read, never written). A crash or a failed property leaves its input in
 # fuzz/artifacts/<target>/ and the script exits non-zero after running the other targets;
 # reproduce it with `cargo +nightly fuzz run <target> <file>`, then add it as a test.
 set -euo pipefail
@@ -34,7 +34,10 @@ for target in $targets; do
     mkdir -p "$corpus"
     log=target/fuzz/logs/$target.log
     echo "== $target: ${seconds}s (log: $log)"
-    if cargo +nightly fuzz run "$target" "$corpus" "fuzz/seeds/$target" -- \
+    seeds=()
+    [[ -d fuzz/seeds/$target ]] && seeds+=("fuzz/seeds/$target")
+    [[ $target == policy_parse ]] && seeds+=(deploy/policy)
+    if cargo +nightly fuzz run "$target" "$corpus" "${seeds[@]}" -- \
         -max_total_time="$seconds" -print_final_stats=1 >"$log" 2>&1; then
         runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
         coverage=$(grep -o 'cov: [0-9]*' "$log" | tail -1)

@@ -379,23 +379,6 @@ fn resident_bytes(pid: u32) -> u64 {
     kib * 1024
 }
 
-/// The ids `nobody-0` .. `nobody-(count-1)`, 1,000 per message, made only as the
-/// transport asks for them (so the client holds no more than a message or two).
-fn screen_requests(count: usize) -> impl futures::Stream<Item = pb::ScreenRequest> {
-    futures::stream::iter((0..count.div_ceil(1000)).map(move |message| {
-        pb::ScreenRequest {
-            target: (message == 0).then(|| pb::ScreenTarget {
-                purpose: "email_marketing".into(),
-                channel: "email".into(),
-                ..Default::default()
-            }),
-            contact_ids: (message * 1000..count.min((message + 1) * 1000))
-                .map(|i| format!("nobody-{i}"))
-                .collect(),
-        }
-    }))
-}
-
 /// A million contact ids screened in one call, while another caller has opened a screening
 /// stream and never reads it: every id gets its decision, others are still answered at
 /// once, and the server's resident memory grows by less than 150 MiB at any moment (the

@@ -931,22 +931,6 @@ mod wire {
         server.stop().await;
     }
 
-    /// `Screen` requests for `count` ids, a thousand per message, the target in the first.
-    fn screen_requests(count: usize) -> impl futures::Stream<Item = pb::ScreenRequest> {
-        futures::stream::iter((0..count.div_ceil(1000)).map(move |message| {
-            pb::ScreenRequest {
-                target: (message == 0).then(|| pb::ScreenTarget {
-                    purpose: "email_marketing".into(),
-                    channel: "email".into(),
-                    ..Default::default()
-                }),
-                contact_ids: (message * 1000..count.min((message + 1) * 1000))
-                    .map(|i| format!("nobody-{i}"))
-                    .collect(),
-            }
-        }))
-    }
-
     /// A caller that opens a large `Screen` and stops reading: after `request_timeout`
     /// the server stops the screening and counts it; when the caller reads again it gets
     /// what was queued, then `DEADLINE_EXCEEDED` naming the limit, and never a summary.

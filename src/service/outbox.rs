@@ -67,6 +67,9 @@ impl<T: Send + 'static> Outbox<T> {
     /// Queues `message`. `false` means the call is over (the caller went away, or did not
     /// read for the stall limit): stop producing and drop the outbox.
     pub(crate) async fn send(&self, message: Result<T, Status>) -> bool {
+        if self.stalled.get().is_some() {
+            return false; // Already stopped: no second wait.
+        }
         match self.sender.send_timeout(message, self.stall).await {
             Ok(()) => true,
             Err(SendTimeoutError::Closed(_)) => false,

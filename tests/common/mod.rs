@@ -248,3 +248,21 @@ pub async fn verify_ledger(channel: Channel, trusted: &str) -> pb::VerifyResult 
     }
     result.expect("VerifyLedger ended without a result")
 }
+
+/// `Screen` requests for the unknown ids `nobody-0` .. `nobody-(count-1)`, 1,000 per
+/// message, the target (email marketing on email) in the first; made only as the transport
+/// asks for them, so the client holds no more than a message or two.
+pub fn screen_requests(count: usize) -> impl futures::Stream<Item = pb::ScreenRequest> {
+    futures::stream::iter((0..count.div_ceil(1000)).map(move |message| {
+        pb::ScreenRequest {
+            target: (message == 0).then(|| pb::ScreenTarget {
+                purpose: "email_marketing".into(),
+                channel: "email".into(),
+                ..Default::default()
+            }),
+            contact_ids: (message * 1000..count.min((message + 1) * 1000))
+                .map(|i| format!("nobody-{i}"))
+                .collect(),
+        }
+    }))
+}
