@@ -88,11 +88,19 @@ impl Frontier {
 
     /// Appends a leaf hash and returns the nodes that became complete, leaf first.
     pub fn push(&mut self, leaf: Hash) -> Vec<Node> {
-        let mut created = vec![Node {
+        let mut created = Vec::with_capacity(2);
+        self.push_each(leaf, |node| created.push(node));
+        created
+    }
+
+    /// Appends a leaf hash and hands `visit` each node that became complete, leaf first
+    /// (without collecting them: for long runs of pushes).
+    pub fn push_each(&mut self, leaf: Hash, mut visit: impl FnMut(Node)) {
+        visit(Node {
             level: 0,
             index: self.size,
             hash: leaf,
-        }];
+        });
         let mut hash = leaf;
         let mut level = 0usize;
         let mut index = self.size;
@@ -102,7 +110,7 @@ impl Frontier {
             hash = node_hash(&left, &hash);
             level += 1;
             index >>= 1;
-            created.push(Node {
+            visit(Node {
                 level: level as u8,
                 index,
                 hash,
@@ -113,7 +121,6 @@ impl Frontier {
         }
         self.peaks[level] = Some(hash);
         self.size += 1;
-        created
     }
 
     /// The RFC 9162 root of the current tree.

@@ -18,11 +18,13 @@ use crate::ledger::{Hash, ZERO_HASH};
 
 /// At most this many findings are listed; the count of the rest is kept.
 const MAX_FINDINGS: usize = 100;
-/// Progress is reported after this many entries.
-const PROGRESS_EVERY: u64 = 1 << 16;
+/// Entries per chunk of the scan; progress is reported after each chunk.
+const CHUNK: u64 = 1 << 16;
+/// Threads scanning chunks of entries, beside the one walking the tree.
+const SCAN_THREADS: u64 = 2;
 
 /// The kind of damage found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum DamageKind {
     /// An entry's bytes were changed after they were recorded.
     Changed,
@@ -93,7 +95,7 @@ struct Findings {
 }
 
 impl Findings {
-    /// Takes in another half's findings (the list is cut to the first 100 by sequence
+    /// Takes in another part's findings (the list is cut to the first 100 by sequence
     /// number when the report is written).
     fn merge(&mut self, other: Findings) {
         self.listed.extend(other.listed);
@@ -113,6 +115,14 @@ impl Findings {
     }
 }
 
+fn report_orphan_record(seq: u64, findings: &mut Findings) {
+    findings.add(
+        seq,
+        DamageKind::DigestMismatch,
+        format!("a personal-data record is stored for entry {seq}, which is missing"),
+    );
+}
+
 /// Reads the stored Merkle nodes of one level in index order, with one iterator.
 struct NodeScan<'s> {
     level: u8,
@@ -120,9 +130,15 @@ struct NodeScan<'s> {
 }
 
 impl<'s> NodeScan<'s> {
-    fn new(snapshot: &'s rocksdb::Snapshot<'s>, cf: &rocksdb::ColumnFamily, level: u8) -> Self {
+    /// Reads `level` from node `from` on.
+    fn new(
+        snapshot: &'s rocksdb::Snapshot<'s>,
+        cf: &rocksdb::ColumnFamily,
+        level: u8,
+        from: u64,
+    ) -> Self {
         let mut it = snapshot.raw_iterator_cf_opt(cf, scan_options());
-        it.seek(keys::merkle_key(level, 0));
+        it.seek(keys::merkle_key(level, from));
         Self { level, it }
     }
 
@@ -149,7 +165,7 @@ impl<'s> NodeScan<'s> {
     }
 }
 
-/// What the entry scan tells the tree check, in entry order.
+/// What the scan of a chunk tells the tree walk, in entry order.
 enum TreeInput {
     /// The next leaf of the recomputed tree.
     Leaf(Hash),
@@ -158,41 +174,36 @@ enum TreeInput {
     /// A leaf whose stored hash differs from its entry's hash: the parent node tells
     /// whether the entry or the stored leaf was altered.
     Unresolved(u64),
+    /// Entries `first..=last` are not stored. A run that a stored entry follows is
+    /// reported and their stored leaves stand in for them; a run at the very end is a
+    /// rollback, which the conclusion reports against the recorded head.
+    Gap(u64, u64),
 }
 
-/// Tree inputs sent to the tree check at once.
-const TREE_BATCH: usize = 4096;
-
-/// The entry scan's end of the channel to the tree check.
-struct TreeFeed {
-    batch: Vec<TreeInput>,
-    /// `None` once the tree check has stopped (it failed; its error is reported).
-    sender: Option<std::sync::mpsc::SyncSender<Vec<TreeInput>>>,
+/// A contact's entries within one chunk: the link back of the first, and the last.
+struct ContactRun {
+    first_seq: u64,
+    first_contact_seq: u64,
+    first_prev: Hash,
+    /// Contact seq and hash of the contact's last entry in the chunk.
+    last: (u64, Hash),
 }
 
-impl TreeFeed {
-    fn push(&mut self, input: TreeInput) {
-        self.batch.push(input);
-        if self.batch.len() >= TREE_BATCH {
-            self.flush();
-        }
-    }
-
-    fn flush(&mut self) {
-        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(TREE_BATCH));
-        if let Some(sender) = &self.sender {
-            if sender.send(batch).is_err() {
-                self.sender = None;
-            }
-        }
-    }
-
-    fn closed(&self) -> bool {
-        self.sender.is_none()
-    }
+/// What the scan of one chunk of entries found.
+struct ChunkScan {
+    count: u64,
+    bytes_hashed: u64,
+    /// The last sequence number stored in the chunk.
+    last_stored: Option<u64>,
+    inputs: Vec<TreeInput>,
+    /// Chains are checked within the chunk; each contact's first link here is checked
+    /// against the chunks before it by the walk.
+    contacts: HashMap<String, ContactRun>,
+    index_digest: u128,
+    findings: Findings,
 }
 
-/// What the entry scan found, for the conclusion.
+/// What the entry scan found over all chunks, for the conclusion.
 struct EntryScan {
     count: u64,
     bytes_hashed: u64,
@@ -204,12 +215,134 @@ struct EntryScan {
     index_digest: u128,
 }
 
-/// What the tree check found, for the conclusion.
-struct TreeOutcome<'s> {
+/// Recomputes the tree from the leaves of the chunks, in order: compares every node with
+/// the stored one and every checkpoint as the tree reaches its size.
+struct TreeWalk<'s> {
+    snapshot: &'s rocksdb::Snapshot<'s>,
+    merkle: &'s rocksdb::ColumnFamily,
     frontier: Frontier,
     tree: TreeCheck<'s>,
     checkpoints: CheckpointCheck<'s>,
+    /// A run of missing entries not yet known to be followed by a stored one.
+    gap: Option<(u64, u64)>,
+    /// The nodes the last leaf completed (kept to reuse the allocation).
+    completed: Vec<Node>,
     findings: Findings,
+}
+
+impl<'s> TreeWalk<'s> {
+    fn new(
+        snapshot: &'s rocksdb::Snapshot<'s>,
+        merkle: &'s rocksdb::ColumnFamily,
+        checkpoints: &'s rocksdb::ColumnFamily,
+        trusted: Option<TreeCheckpoint>,
+    ) -> Result<Self, StoreError> {
+        let mut walk = Self {
+            snapshot,
+            merkle,
+            frontier: Frontier::new(),
+            tree: TreeCheck {
+                levels: Vec::new(),
+                unresolved_leaves: Vec::new(),
+                damaged: Vec::new(),
+            },
+            checkpoints: CheckpointCheck {
+                stored: snapshot.raw_iterator_cf_opt(checkpoints, scan_options()),
+                checked: 0,
+                mismatch_reported: false,
+                latest: None,
+                trusted,
+                trusted_checked: false,
+            },
+            gap: None,
+            completed: Vec::new(),
+            findings: Findings::default(),
+        };
+        walk.checkpoints.stored.seek_to_first();
+        walk.checkpoints
+            .reached(&walk.frontier, &mut walk.findings)?;
+        Ok(walk)
+    }
+
+    fn take(&mut self, input: TreeInput) -> Result<(), StoreError> {
+        if let TreeInput::Gap(first, last) = input {
+            let run = match self.gap.take() {
+                Some((open, end)) if end + 1 == first => (open, last),
+                Some(earlier) => {
+                    self.fill(earlier)?;
+                    (first, last)
+                }
+                None => (first, last),
+            };
+            self.gap = Some(run);
+            return Ok(());
+        }
+        // A stored entry follows: the run before it is missing from inside the ledger.
+        if let Some(run) = self.gap.take() {
+            self.fill(run)?;
+        }
+        match input {
+            TreeInput::Damaged(leaf) => self.tree.mark_damaged(leaf),
+            TreeInput::Unresolved(leaf) => self.tree.unresolved_leaves.push(leaf),
+            TreeInput::Leaf(leaf) => self.push(leaf)?,
+            TreeInput::Gap(..) => {}
+        }
+        Ok(())
+    }
+
+    /// Reports entries `first..=last` as missing and keeps the tree going with their
+    /// stored leaves.
+    fn fill(&mut self, (first, last): (u64, u64)) -> Result<(), StoreError> {
+        self.findings.add(
+            first,
+            DamageKind::Missing,
+            if first == last {
+                format!("entry {first} is missing")
+            } else {
+                format!("entries {first} to {last} are missing")
+            },
+        );
+        let mut leaves = NodeScan::new(self.snapshot, self.merkle, 0, first - 1);
+        for missing in first..=last {
+            let index = missing - 1;
+            self.tree.mark_damaged(index);
+            let leaf = leaves.stored(index)?.unwrap_or(ZERO_HASH);
+            self.push(leaf)?;
+        }
+        Ok(())
+    }
+
+    /// Pushes a leaf into the recomputed tree, compares every node it completes with the
+    /// stored node, and checks a checkpoint of the new size.
+    fn push(&mut self, leaf: Hash) -> Result<(), StoreError> {
+        let mut completed = std::mem::take(&mut self.completed);
+        completed.clear();
+        self.frontier.push_each(leaf, |node| completed.push(node));
+        for &Node { level, index, hash } in completed.iter().skip(1) {
+            let stored = self.tree.stored(self.snapshot, self.merkle, level, index)?;
+            let matches = stored == Some(hash);
+            if level == 1 {
+                self.tree.resolve(level, index, matches, &mut self.findings);
+            }
+            if !matches && !self.tree.covers_damage(level, index) {
+                let first = (index << level) + 1;
+                let last = (index + 1) << level;
+                self.findings.add(
+                    first,
+                    DamageKind::TreeMismatch,
+                    match stored {
+                        Some(_) => format!("the Merkle node over entries {first} to {last} differs from the hash of those entries"),
+                        None => format!("the Merkle node over entries {first} to {last} is missing"),
+                    },
+                );
+                for leaf in (first - 1)..last {
+                    self.tree.mark_damaged(leaf);
+                }
+            }
+        }
+        self.completed = completed;
+        self.checkpoints.reached(&self.frontier, &mut self.findings)
+    }
 }
 
 /// Walks the stored Merkle nodes above the leaves level by level, in the order the
@@ -235,7 +368,7 @@ impl<'s> TreeCheck<'s> {
     ) -> Result<Option<Hash>, StoreError> {
         while self.levels.len() < usize::from(level) {
             let next = self.levels.len() as u8 + 1;
-            self.levels.push(NodeScan::new(snapshot, cf, next));
+            self.levels.push(NodeScan::new(snapshot, cf, next, 0));
         }
         self.levels[usize::from(level) - 1].stored(index)
     }
@@ -372,6 +505,36 @@ impl CheckpointCheck<'_> {
     }
 }
 
+/// Checks that entry `seq`, contact seq `contact_seq` of `contact` naming `prev`, follows
+/// `before`: the contact seq and hash of the contact's previous entry, if it has one.
+fn check_link(
+    findings: &mut Findings,
+    seq: u64,
+    contact: &str,
+    contact_seq: u64,
+    prev: &Hash,
+    before: Option<(u64, Hash)>,
+) {
+    let (expected_contact_seq, expected_prev) =
+        before.map_or((1, ZERO_HASH), |(cseq, hash)| (cseq + 1, hash));
+    if contact_seq != expected_contact_seq {
+        findings.add(
+            seq,
+            DamageKind::ChainBreak,
+            format!(
+                "entry {seq} is contact seq {contact_seq} of contact {contact}, but the contact's previous entry is contact seq {}",
+                expected_contact_seq - 1
+            ),
+        );
+    } else if *prev != expected_prev {
+        findings.add(
+            seq,
+            DamageKind::ChainBreak,
+            format!("entry {seq} does not name the hash of contact {contact}'s previous entry"),
+        );
+    }
+}
+
 fn report_leaf(leaf: u64, stored_leaf_altered: bool, findings: &mut Findings) {
     let seq = leaf + 1;
     if stored_leaf_altered {
@@ -403,6 +566,21 @@ impl Store {
         trusted: Option<TreeCheckpoint>,
         progress: &mut dyn FnMut(u64, u64) -> bool,
     ) -> Result<LedgerReport, StoreError> {
+        self.verify_ledger_in_chunks(CHUNK, key, trusted, progress)
+    }
+
+    /// [`Store::verify_ledger`], scanning chunks of `chunk_entries` entries (at least 1)
+    /// and reporting progress after each: the report is the same whatever the chunk size,
+    /// which the tests check with small chunks.
+    #[doc(hidden)]
+    pub fn verify_ledger_in_chunks(
+        &self,
+        chunk_entries: u64,
+        key: Option<&VerifierKey>,
+        trusted: Option<TreeCheckpoint>,
+        progress: &mut dyn FnMut(u64, u64) -> bool,
+    ) -> Result<LedgerReport, StoreError> {
+        let chunk_entries = chunk_entries.max(1);
         let snapshot = self.db.snapshot();
         let mut findings = Findings::default();
         let meta = self.cf(keys::META);
@@ -415,37 +593,57 @@ impl Store {
             .get_pinned_cf(meta, keys::META_TREE_ROOT)?
             .and_then(|b| b.as_ref().try_into().ok());
 
-        // Over the cores: this thread scans the entries (hashes, chains, digests, leaves)
-        // and feeds the leaves to a second that recomputes the tree above them and checks
-        // the checkpoints; the contact index is summed on a third, independent of both.
+        // Over the cores: the entries are scanned in chunks by two threads (hashes,
+        // headers, chains and digests within the chunk, stored leaves); this thread takes
+        // the chunks in order, links the chains across them and walks the tree above the
+        // leaves (nodes, checkpoints); the contact index is summed on a fourth.
+        let chunks = recorded_size.div_ceil(chunk_entries).max(1);
         std::thread::scope(|scope| {
-            let (sender, inputs) = std::sync::mpsc::sync_channel(4);
-            let tree_check = scope.spawn(|| self.check_tree(&snapshot, trusted, inputs));
             let index_sum =
                 scope.spawn(|| sum_contact_index(&snapshot, self.cf(keys::CONTACT_INDEX)));
-            let mut feed = TreeFeed {
-                batch: Vec::with_capacity(TREE_BATCH),
-                sender: Some(sender),
-            };
-            let scanned =
-                self.scan_entries(&snapshot, recorded_size, &mut feed, &mut findings, progress);
-            feed.flush();
-            drop(feed);
-            let tree = tree_check
-                .join()
-                .map_err(|_| StoreError::Corrupt("the tree check stopped".into()))?;
+            let (mut scans, mut scanners) = (Vec::new(), Vec::new());
+            for first in 0..SCAN_THREADS.min(chunks) {
+                let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+                scans.push(receiver);
+                let snapshot = &snapshot;
+                scanners.push(scope.spawn(move || {
+                    for chunk in (first..chunks).step_by(SCAN_THREADS as usize) {
+                        let last = chunk + 1 == chunks;
+                        let scanned = self.scan_chunk(snapshot, chunk, chunk_entries, last);
+                        let failed = scanned.is_err();
+                        // The walk stopped (an error, or the caller went away).
+                        if sender.send(scanned).is_err() || failed {
+                            break;
+                        }
+                    }
+                }));
+            }
+            let walked = self.walk_chunks(
+                &snapshot,
+                recorded_size,
+                trusted,
+                chunks,
+                &scans,
+                &mut findings,
+                progress,
+            );
+            drop(scans);
+            let scanners_finished = scanners.into_iter().all(|s| s.join().is_ok());
             let index_sum = index_sum
                 .join()
                 .map_err(|_| StoreError::Corrupt("the contact index scan stopped".into()))?;
-            let (scan, mut tree) = (scanned?, tree?);
-            findings.merge(std::mem::take(&mut tree.findings));
+            let (scan, mut walk) = walked?;
+            if !scanners_finished {
+                return Err(StoreError::Corrupt("an entry scan stopped".into()));
+            }
+            findings.merge(std::mem::take(&mut walk.findings));
             self.conclude(
                 &snapshot,
                 recorded_size,
                 recorded_root,
                 key,
                 scan,
-                tree,
+                walk,
                 index_sum?,
                 findings,
                 progress,
@@ -453,31 +651,49 @@ impl Store {
         })
     }
 
-    /// The entry half of the verification: re-hashes every stored entry, checks its
-    /// header, its contact chain and its personal-data digest, compares it with its
-    /// stored Merkle leaf, and sends the leaves (and what it found about them) to the
-    /// tree check.
-    fn scan_entries<'s>(
+    /// Scans chunk `chunk` of `size` entries (the last runs to the end): re-hashes every
+    /// stored entry, checks its header, its contact chain within the chunk and its
+    /// personal-data digest, and compares it with its stored Merkle leaf.
+    fn scan_chunk<'s>(
         &self,
         snapshot: &'s rocksdb::Snapshot<'s>,
-        recorded_size: u64,
-        tree: &mut TreeFeed,
-        findings: &mut Findings,
-        progress: &mut dyn FnMut(u64, u64) -> bool,
-    ) -> Result<EntryScan, StoreError> {
-        let mut leaves = NodeScan::new(snapshot, self.cf(keys::MERKLE), 0);
-        let mut contacts: HashMap<String, (u64, Hash)> = HashMap::new();
-        let mut index_digest = 0u128;
-        let mut personal = snapshot.raw_iterator_cf_opt(self.cf(keys::PII), scan_options());
-        personal.seek_to_first();
-        let (mut count, mut bytes_hashed) = (0u64, 0u64);
-        let mut expected_seq = 1u64;
-        let mut entries = snapshot.raw_iterator_cf_opt(self.cf(keys::ENTRIES), scan_options());
-        entries.seek_to_first();
-        while let (Some(key), Some(bytes)) = (entries.key(), entries.value()) {
-            if tree.closed() {
-                break; // The tree check failed; its error is reported.
+        chunk: u64,
+        size: u64,
+        last: bool,
+    ) -> Result<ChunkScan, StoreError> {
+        let start = chunk * size + 1;
+        let end = start.saturating_add(size);
+        let bounded = || {
+            let mut options = scan_options();
+            if !last {
+                options.set_iterate_upper_bound(keys::seq_key(end));
             }
+            options
+        };
+        let mut entries = snapshot.raw_iterator_cf_opt(self.cf(keys::ENTRIES), bounded());
+        let mut personal = snapshot.raw_iterator_cf_opt(self.cf(keys::PII), bounded());
+        if chunk == 0 {
+            // From the first key: malformed keys sort before seq 1.
+            entries.seek_to_first();
+            personal.seek_to_first();
+        } else {
+            entries.seek(keys::seq_key(start));
+            personal.seek(keys::seq_key(start));
+        }
+        let mut leaves = NodeScan::new(snapshot, self.cf(keys::MERKLE), 0, start - 1);
+        let mut scan = ChunkScan {
+            count: 0,
+            bytes_hashed: 0,
+            last_stored: None,
+            inputs: Vec::with_capacity(size.min(CHUNK) as usize + 1),
+            contacts: HashMap::new(),
+            index_digest: 0,
+            findings: Findings::default(),
+        };
+        let findings = &mut scan.findings;
+        let tree = &mut scan.inputs;
+        let mut expected_seq = start;
+        while let (Some(key), Some(bytes)) = (entries.key(), entries.value()) {
             let hash = entry_hash(bytes);
             let Some(seq) = keys::decode_u64(key).filter(|&s| s >= 1) else {
                 findings.add(
@@ -488,28 +704,12 @@ impl Store {
                 entries.next();
                 continue;
             };
-            // Entries missing before this one: keep the tree going with their stored leaves.
             if seq > expected_seq {
-                let last_missing = seq - 1;
-                findings.add(
-                    expected_seq,
-                    DamageKind::Missing,
-                    if last_missing == expected_seq {
-                        format!("entry {expected_seq} is missing")
-                    } else {
-                        format!("entries {expected_seq} to {last_missing} are missing")
-                    },
-                );
-                for missing in expected_seq..seq {
-                    let index = missing - 1;
-                    tree.push(TreeInput::Damaged(index));
-                    let leaf = leaves.stored(index)?.unwrap_or(ZERO_HASH);
-                    tree.push(TreeInput::Leaf(leaf));
-                }
+                tree.push(TreeInput::Gap(expected_seq, seq - 1));
             }
             let index = seq - 1;
-            count += 1;
-            bytes_hashed += bytes.len() as u64;
+            scan.count += 1;
+            scan.bytes_hashed += bytes.len() as u64;
             let stored_leaf = leaves.stored(index)?;
 
             let decoded = EntryHeader::decode_with_body(bytes);
@@ -533,38 +733,33 @@ impl Store {
                     stored_leaf.unwrap_or(hash)
                 }
                 Ok(header) => {
-                    index_digest = index_digest.wrapping_add(index_fingerprint(
+                    scan.index_digest = scan.index_digest.wrapping_add(index_fingerprint(
                         header.contact_id,
                         header.contact_seq,
                         seq,
                     ));
-                    let (expected_contact_seq, prev) = contacts
-                        .get(header.contact_id)
-                        .map_or((1, ZERO_HASH), |&(cseq, hash)| (cseq + 1, hash));
-                    if header.contact_seq != expected_contact_seq {
-                        findings.add(
-                            seq,
-                            DamageKind::ChainBreak,
-                            format!(
-                                "entry {seq} is contact seq {} of contact {}, but the contact's previous entry is contact seq {}",
-                                header.contact_seq, header.contact_id, expected_contact_seq - 1
-                            ),
-                        );
-                    } else if header.prev_hash != prev {
-                        findings.add(
-                            seq,
-                            DamageKind::ChainBreak,
-                            format!(
-                                "entry {seq} does not name the hash of contact {}'s previous entry",
-                                header.contact_id
-                            ),
-                        );
-                    }
-                    match contacts.get_mut(header.contact_id) {
-                        Some(head) => *head = (header.contact_seq, hash),
+                    match scan.contacts.get_mut(header.contact_id) {
+                        Some(run) => {
+                            check_link(
+                                findings,
+                                seq,
+                                header.contact_id,
+                                header.contact_seq,
+                                &header.prev_hash,
+                                Some(run.last),
+                            );
+                            run.last = (header.contact_seq, hash);
+                        }
                         None => {
-                            contacts
-                                .insert(header.contact_id.to_owned(), (header.contact_seq, hash));
+                            scan.contacts.insert(
+                                header.contact_id.to_owned(),
+                                ContactRun {
+                                    first_seq: seq,
+                                    first_contact_seq: header.contact_seq,
+                                    first_prev: header.prev_hash,
+                                    last: (header.contact_seq, hash),
+                                },
+                            );
                         }
                     }
                     if stored_leaf != Some(hash) {
@@ -598,13 +793,7 @@ impl Store {
                     break;
                 }
                 if pseq < seq {
-                    findings.add(
-                        pseq,
-                        DamageKind::DigestMismatch,
-                        format!(
-                            "a personal-data record is stored for entry {pseq}, which is missing"
-                        ),
-                    );
+                    report_orphan_record(pseq, findings);
                 } else if stored_leaf == Some(hash) {
                     // (A changed entry is reported as such; its digest means nothing.)
                     let matches = decoded
@@ -619,69 +808,88 @@ impl Store {
             personal.status()?;
 
             tree.push(TreeInput::Leaf(leaf));
+            scan.last_stored = Some(seq);
             expected_seq = seq + 1;
-            if count % PROGRESS_EVERY == 0 && !progress(count, recorded_size.max(count)) {
-                return Err(StoreError::Cancelled);
-            }
             entries.next();
         }
         entries.status()?;
-        Ok(EntryScan {
-            count,
-            bytes_hashed,
-            stored_end: expected_seq - 1,
-            contacts,
-            index_digest,
-        })
+        // Records past the chunk's last stored entry belong to missing entries.
+        while let Some(pkey) = personal.key() {
+            match keys::decode_u64(pkey) {
+                Some(pseq) => report_orphan_record(pseq, findings),
+                None => findings.add(
+                    0,
+                    DamageKind::DigestMismatch,
+                    "a personal-data record has a malformed key",
+                ),
+            }
+            personal.next();
+        }
+        personal.status()?;
+        if !last && expected_seq < end {
+            tree.push(TreeInput::Gap(expected_seq, end - 1));
+        }
+        Ok(scan)
     }
 
-    /// The tree half of the verification, on its own thread: recomputes every node from
-    /// the leaves the entry scan sends, compares each with the stored node, and checks
-    /// every stored checkpoint (and the trusted one) as the tree reaches its size.
-    fn check_tree<'s>(
-        &self,
+    /// Takes the chunks' scans in order: links each contact's chain across them, feeds
+    /// their leaves to the tree walk, and reports progress after each.
+    #[allow(clippy::too_many_arguments)]
+    fn walk_chunks<'s>(
+        &'s self,
         snapshot: &'s rocksdb::Snapshot<'s>,
+        recorded_size: u64,
         trusted: Option<TreeCheckpoint>,
-        inputs: std::sync::mpsc::Receiver<Vec<TreeInput>>,
-    ) -> Result<TreeOutcome<'s>, StoreError> {
-        let mut findings = Findings::default();
-        let mut tree = TreeCheck {
-            levels: Vec::new(),
-            unresolved_leaves: Vec::new(),
-            damaged: Vec::new(),
-        };
-        let mut frontier = Frontier::new();
-        let mut checkpoints = CheckpointCheck {
-            stored: snapshot.raw_iterator_cf_opt(self.cf(keys::CHECKPOINTS), scan_options()),
-            checked: 0,
-            mismatch_reported: false,
-            latest: None,
+        chunks: u64,
+        scans: &[std::sync::mpsc::Receiver<Result<ChunkScan, StoreError>>],
+        findings: &mut Findings,
+        progress: &mut dyn FnMut(u64, u64) -> bool,
+    ) -> Result<(EntryScan, TreeWalk<'s>), StoreError> {
+        let mut walk = TreeWalk::new(
+            snapshot,
+            self.cf(keys::MERKLE),
+            self.cf(keys::CHECKPOINTS),
             trusted,
-            trusted_checked: false,
+        )?;
+        let mut total = EntryScan {
+            count: 0,
+            bytes_hashed: 0,
+            stored_end: 0,
+            contacts: HashMap::new(),
+            index_digest: 0,
         };
-        checkpoints.stored.seek_to_first();
-        checkpoints.reached(&frontier, &mut findings)?;
-        for batch in inputs {
-            for input in batch {
-                match input {
-                    TreeInput::Damaged(leaf) => tree.mark_damaged(leaf),
-                    TreeInput::Unresolved(leaf) => tree.unresolved_leaves.push(leaf),
-                    TreeInput::Leaf(leaf) => {
-                        self.push_checked(&mut tree, snapshot, &mut frontier, leaf, &mut findings)?;
-                        checkpoints.reached(&frontier, &mut findings)?;
-                    }
-                }
+        for chunk in 0..chunks {
+            let scan = scans[(chunk % SCAN_THREADS) as usize]
+                .recv()
+                .map_err(|_| StoreError::Corrupt("an entry scan stopped".into()))??;
+            for (contact, run) in scan.contacts {
+                let before = total.contacts.get(&contact).copied();
+                check_link(
+                    findings,
+                    run.first_seq,
+                    &contact,
+                    run.first_contact_seq,
+                    &run.first_prev,
+                    before,
+                );
+                total.contacts.insert(contact, run.last);
+            }
+            for input in scan.inputs {
+                walk.take(input)?;
+            }
+            findings.merge(scan.findings);
+            total.count += scan.count;
+            total.bytes_hashed += scan.bytes_hashed;
+            total.index_digest = total.index_digest.wrapping_add(scan.index_digest);
+            total.stored_end = scan.last_stored.unwrap_or(total.stored_end);
+            if !progress(total.count, recorded_size.max(total.count)) {
+                return Err(StoreError::Cancelled);
             }
         }
-        Ok(TreeOutcome {
-            frontier,
-            tree,
-            checkpoints,
-            findings,
-        })
+        Ok((total, walk))
     }
 
-    /// Compares what the two halves found with the recorded heads, the contact index and
+    /// Compares what the scan and the walk found with the recorded heads, the contact index and
     /// the checkpoints, and writes the report.
     #[allow(clippy::too_many_arguments)]
     fn conclude<'s>(
@@ -691,17 +899,17 @@ impl Store {
         recorded_root: Option<Hash>,
         key: Option<&VerifierKey>,
         scan: EntryScan,
-        outcome: TreeOutcome<'s>,
+        walk: TreeWalk<'s>,
         (indexed, malformed_rows): (u128, u64),
         mut findings: Findings,
         progress: &mut dyn FnMut(u64, u64) -> bool,
     ) -> Result<LedgerReport, StoreError> {
-        let TreeOutcome {
+        let TreeWalk {
             frontier,
             mut tree,
             mut checkpoints,
             ..
-        } = outcome;
+        } = walk;
         let stored_entries_end = scan.stored_end;
         let count = scan.count;
 
@@ -760,8 +968,11 @@ impl Store {
         if !progress(count, recorded_size.max(count)) {
             return Err(StoreError::Cancelled);
         }
-        // In sequence order; findings about the ledger as a whole last.
-        findings.listed.sort_by_key(|d| (d.seq == 0, d.seq));
+        // In sequence order; findings about the ledger as a whole last; at one sequence
+        // number, by kind and wording, so the order never depends on how the scan ran.
+        findings.listed.sort_by(|a, b| {
+            (a.seq == 0, a.seq, a.kind, &a.detail).cmp(&(b.seq == 0, b.seq, b.kind, &b.detail))
+        });
         if findings.listed.len() > MAX_FINDINGS {
             findings.more += (findings.listed.len() - MAX_FINDINGS) as u64;
             findings.listed.truncate(MAX_FINDINGS);
@@ -775,42 +986,6 @@ impl Store {
             damage: findings.listed,
             more_damage: findings.more,
         })
-    }
-
-    /// Pushes a leaf into the recomputed tree and compares every node it completes with
-    /// the stored node.
-    fn push_checked<'s>(
-        &self,
-        tree: &mut TreeCheck<'s>,
-        snapshot: &'s rocksdb::Snapshot<'s>,
-        frontier: &mut Frontier,
-        leaf: Hash,
-        findings: &mut Findings,
-    ) -> Result<(), StoreError> {
-        let merkle = self.cf(keys::MERKLE);
-        for Node { level, index, hash } in frontier.push(leaf).into_iter().skip(1) {
-            let stored = tree.stored(snapshot, merkle, level, index)?;
-            let matches = stored == Some(hash);
-            if level == 1 {
-                tree.resolve(level, index, matches, findings);
-            }
-            if !matches && !tree.covers_damage(level, index) {
-                let first = (index << level) + 1;
-                let last = (index + 1) << level;
-                findings.add(
-                    first,
-                    DamageKind::TreeMismatch,
-                    match stored {
-                        Some(_) => format!("the Merkle node over entries {first} to {last} differs from the hash of those entries"),
-                        None => format!("the Merkle node over entries {first} to {last} is missing"),
-                    },
-                );
-                for leaf in (first - 1)..last {
-                    tree.mark_damaged(leaf);
-                }
-            }
-        }
-        Ok(())
     }
 
     fn check_contact_heads(
