@@ -4,6 +4,7 @@
 //! head, the contact heads, the contact index, and the signed checkpoints. Reads one
 //! RocksDB snapshot, so appends can continue while it runs.
 
+use std::collections::hash_map::Entry as Slot;
 use std::collections::HashMap;
 
 use rocksdb::{IteratorMode, ReadOptions};
@@ -734,7 +735,7 @@ impl Store {
                 }
                 Ok(header) => {
                     scan.index_digest = scan.index_digest.wrapping_add(index_fingerprint(
-                        header.contact_id,
+                        header.contact_id.as_bytes(),
                         header.contact_seq,
                         seq,
                     ));
@@ -863,16 +864,26 @@ impl Store {
                 .recv()
                 .map_err(|_| StoreError::Corrupt("an entry scan stopped".into()))??;
             for (contact, run) in scan.contacts {
-                let before = total.contacts.get(&contact).copied();
-                check_link(
-                    findings,
-                    run.first_seq,
-                    &contact,
-                    run.first_contact_seq,
-                    &run.first_prev,
-                    before,
-                );
-                total.contacts.insert(contact, run.last);
+                let link = |findings: &mut Findings, contact: &str, before| {
+                    check_link(
+                        findings,
+                        run.first_seq,
+                        contact,
+                        run.first_contact_seq,
+                        &run.first_prev,
+                        before,
+                    )
+                };
+                match total.contacts.entry(contact) {
+                    Slot::Occupied(mut slot) => {
+                        link(findings, slot.key(), Some(*slot.get()));
+                        slot.insert(run.last);
+                    }
+                    Slot::Vacant(slot) => {
+                        link(findings, slot.key(), None);
+                        slot.insert(run.last);
+                    }
+                }
             }
             for input in scan.inputs {
                 walk.take(input)?;
@@ -1061,7 +1072,7 @@ fn sum_contact_index(
     while let (Some(key), Some(value)) = (it.key(), it.value()) {
         let row = key.iter().position(|&b| b == 0).and_then(|at| {
             Some((
-                std::str::from_utf8(&key[..at]).ok()?,
+                &key[..at],
                 keys::decode_u64(&key[at + 1..])?,
                 keys::decode_u64(value)?,
             ))
@@ -1080,9 +1091,9 @@ fn sum_contact_index(
 
 /// An order-independent fingerprint of one (contact, contact seq, seq) row; the sums over
 /// the entries and over the index must agree.
-fn index_fingerprint(contact: &str, contact_seq: u64, seq: u64) -> u128 {
+fn index_fingerprint(contact: &[u8], contact_seq: u64, seq: u64) -> u128 {
     let mut hasher = Sha256::new();
-    hasher.update(contact.as_bytes());
+    hasher.update(contact);
     hasher.update([0]);
     hasher.update(contact_seq.to_be_bytes());
     hasher.update(seq.to_be_bytes());
