@@ -15,7 +15,7 @@ use consent_ledger::audit::merkle::root_from_leaf_hashes;
 use consent_ledger::model::{ContactId, Registry};
 use consent_ledger::proto::v1 as pb;
 use consent_ledger::service::convert::submission_from_proto;
-use consent_ledger::store::{Store, StoreError};
+use consent_ledger::store::{DamageKind, Store, StoreError};
 use proptest::prelude::*;
 
 const CONTACTS: usize = 4;
@@ -151,12 +151,36 @@ fn build(dir: &Path, steps: &[Step]) -> (Vec<String>, u64) {
 /// Damage done to a stopped ledger's stored data; the numbers pick what is damaged.
 #[derive(Debug, Clone)]
 enum Tamper {
-    FlipByte { pick: u64, offset: usize, mask: u8 },
-    DeleteEntries { pick: u64, len: u64 },
-    DeleteLastEntries { len: u64 },
-    SwapEntries { a: u64, b: u64 },
-    DeleteNode { level: u8, pick: u64 },
-    ChangePersonalData { pick: usize },
+    FlipByte {
+        pick: u64,
+        offset: usize,
+        mask: u8,
+    },
+    DeleteEntries {
+        pick: u64,
+        len: u64,
+    },
+    DeleteLastEntries {
+        len: u64,
+    },
+    SwapEntries {
+        a: u64,
+        b: u64,
+    },
+    DeleteNode {
+        level: u8,
+        pick: u64,
+    },
+    ChangePersonalData {
+        pick: usize,
+    },
+    DeleteIndexRow {
+        pick: usize,
+    },
+    /// A row naming an existing entry under a contact seq the contact does not have.
+    AddIndexRow {
+        pick: usize,
+    },
 }
 
 fn tampers() -> impl Strategy<Value = Tamper> {
@@ -171,15 +195,27 @@ fn tampers() -> impl Strategy<Value = Tamper> {
         (any::<u64>(), any::<u64>()).prop_map(|(a, b)| Tamper::SwapEntries { a, b }),
         (0u8..4, any::<u64>()).prop_map(|(level, pick)| Tamper::DeleteNode { level, pick }),
         any::<usize>().prop_map(|pick| Tamper::ChangePersonalData { pick }),
+        any::<usize>().prop_map(|pick| Tamper::DeleteIndexRow { pick }),
+        any::<usize>().prop_map(|pick| Tamper::AddIndexRow { pick }),
     ]
 }
 
+/// A stored key and value.
+type Row = (Box<[u8]>, Box<[u8]>);
+
 /// Applies `tamper` to the ledger of `total` entries in `dir` through RocksDB directly.
-fn apply(dir: &Path, total: u64, tamper: &Tamper) {
+/// Returns whether anything was changed (a swap of an entry with itself changes nothing).
+fn apply(dir: &Path, total: u64, tamper: &Tamper) -> bool {
     let names = rocksdb::DB::list_cf(&rocksdb::Options::default(), dir).unwrap();
     let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), dir, names).unwrap();
-    let entries = db.cf_handle("entries").unwrap();
+    let family = |name: &str| db.cf_handle(name).unwrap();
+    let entries = family("entries");
     let key = |seq: u64| seq.to_be_bytes();
+    let rows = |name: &str| -> Vec<Row> {
+        db.iterator_cf(family(name), rocksdb::IteratorMode::Start)
+            .map(|item| item.unwrap())
+            .collect()
+    };
     match *tamper {
         Tamper::FlipByte { pick, offset, mask } => {
             let seq = pick % total + 1;
@@ -187,17 +223,20 @@ fn apply(dir: &Path, total: u64, tamper: &Tamper) {
             let at = offset % bytes.len();
             bytes[at] ^= mask;
             db.put_cf(entries, key(seq), bytes).unwrap();
+            true
         }
         Tamper::DeleteEntries { pick, len } => {
             let first = pick % total + 1;
             for seq in first..=(first + len - 1).min(total) {
                 db.delete_cf(entries, key(seq)).unwrap();
             }
+            true
         }
         Tamper::DeleteLastEntries { len } => {
             for seq in total.saturating_sub(len) + 1..=total {
                 db.delete_cf(entries, key(seq)).unwrap();
             }
+            true
         }
         Tamper::SwapEntries { a, b } => {
             let (a, b) = (a % total + 1, b % total + 1);
@@ -205,27 +244,41 @@ fn apply(dir: &Path, total: u64, tamper: &Tamper) {
             let bytes_b = db.get_cf(entries, key(b)).unwrap().unwrap();
             db.put_cf(entries, key(a), bytes_b).unwrap();
             db.put_cf(entries, key(b), bytes_a).unwrap();
+            a != b
         }
         Tamper::DeleteNode { level, pick } => {
             let nodes = total >> level;
             if nodes > 0 {
                 let mut node = vec![level];
                 node.extend_from_slice(&(pick % nodes).to_be_bytes());
-                db.delete_cf(db.cf_handle("merkle").unwrap(), node).unwrap();
+                db.delete_cf(family("merkle"), node).unwrap();
             }
+            nodes > 0
         }
         Tamper::ChangePersonalData { pick } => {
-            let personal = db.cf_handle("pii").unwrap();
-            let records: Vec<_> = db
-                .iterator_cf(personal, rocksdb::IteratorMode::Start)
-                .map(|item| item.unwrap())
-                .collect();
-            if !records.is_empty() {
-                let (record_key, mut value) = records[pick % records.len()].clone();
+            let records = rows("pii");
+            if let Some((record_key, value)) = records.get(pick % records.len().max(1)) {
+                let mut value = value.to_vec();
                 let last = value.len() - 1;
                 value[last] ^= 1;
-                db.put_cf(personal, record_key, value).unwrap();
+                db.put_cf(family("pii"), record_key, value).unwrap();
             }
+            !records.is_empty()
+        }
+        Tamper::DeleteIndexRow { pick } => {
+            let index = rows("contact_index");
+            let (row, _) = &index[pick % index.len()];
+            db.delete_cf(family("contact_index"), row).unwrap();
+            true
+        }
+        Tamper::AddIndexRow { pick } => {
+            let index = rows("contact_index");
+            let (row, seq) = &index[pick % index.len()];
+            // The same contact, a contact seq far past its last, the same entry.
+            let mut forged = row[..row.len() - 8].to_vec();
+            forged.extend_from_slice(&1_000_000u64.to_be_bytes());
+            db.put_cf(family("contact_index"), forged, seq).unwrap();
+            true
         }
     }
 }
@@ -261,20 +314,28 @@ proptest! {
         prop_assert_eq!(head.root, root_from_leaf_hashes(&leaves));
     }
 
-    /// The entries are verified in chunks over several threads; whatever the chunk size,
-    /// a damaged ledger's report is the one a single pass over the entries gives,
-    /// including damage that spans chunks (runs of deleted entries, chains, swaps).
+    /// Any change to the stored entries, tree, personal data or contact index is found;
+    /// and, the entries being verified in chunks over several threads, whatever the chunk
+    /// size the report is the one a single pass over the entries gives, including damage
+    /// that spans chunks (runs of deleted entries, chains, swaps).
     #[test]
-    fn verification_in_chunks_reports_what_one_pass_reports(
+    fn every_change_is_found_and_chunks_report_what_one_pass_does(
         steps in steps(),
         tamper in tampers(),
     ) {
         let dir = tempfile::tempdir().unwrap();
         let (_, total) = build(dir.path(), &steps);
-        apply(dir.path(), total, &tamper);
+        let changed = apply(dir.path(), total, &tamper);
         let store = Store::open(dir.path()).unwrap();
         let verify = |chunk| store.verify_ledger_in_chunks(chunk, None, None, &mut |_, _| true).unwrap();
         let whole = verify(u64::MAX);
+        prop_assert_eq!(whole.is_ok(), !changed, "{:?} found {:?}", tamper, whole.damage);
+        if matches!(tamper, Tamper::DeleteIndexRow { .. } | Tamper::AddIndexRow { .. }) {
+            prop_assert!(
+                whole.damage.iter().any(|d| d.kind == DamageKind::IndexMismatch),
+                "{:?}", whole.damage
+            );
+        }
         for chunk in [1, 2, 3, 5, 8] {
             let chunked = verify(chunk);
             prop_assert_eq!(&chunked, &whole, "chunks of {} after {:?}", chunk, tamper);

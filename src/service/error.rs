@@ -52,6 +52,10 @@ impl From<StoreError> for Status {
             StoreError::WriterStopped => Status::unavailable("the server is shutting down"),
             StoreError::Cancelled => Status::cancelled(err.to_string()),
             StoreError::WrongMasterKey => Status::failed_precondition(err.to_string()),
+            StoreError::NoRandomness(_) => {
+                tracing::error!(cause = %err, "no randomness");
+                Status::unavailable(err.to_string())
+            }
         }
     }
 }

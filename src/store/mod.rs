@@ -54,6 +54,9 @@ pub enum StoreError {
     /// The configured master key is not the one the ledger's data keys are wrapped with.
     #[error("the configured master key is not the one this ledger's personal data is sealed with; configure the original master key file")]
     WrongMasterKey,
+    /// The operating system gave no randomness.
+    #[error("no randomness available from the operating system: {0}")]
+    NoRandomness(String),
     /// The data directory's filesystem has less free space than the server keeps free.
     #[error("the data directory's disk has {free} bytes free, below the {minimum} bytes kept free (min_free_disk_mib)")]
     DiskFull {
@@ -73,6 +76,7 @@ impl StoreError {
             Self::WriterStopped => Self::WriterStopped,
             Self::Cancelled => Self::Cancelled,
             Self::WrongMasterKey => Self::WrongMasterKey,
+            Self::NoRandomness(why) => Self::NoRandomness(why.clone()),
             Self::DiskFull { free, minimum } => Self::DiskFull {
                 free: *free,
                 minimum: *minimum,

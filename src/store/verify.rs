@@ -582,6 +582,7 @@ impl Store {
         progress: &mut dyn FnMut(u64, u64) -> bool,
     ) -> Result<LedgerReport, StoreError> {
         let chunk_entries = chunk_entries.max(1);
+        let fingerprint = &IndexFingerprint::new()?;
         let snapshot = self.db.snapshot();
         let mut findings = Findings::default();
         let meta = self.cf(keys::META);
@@ -600,8 +601,8 @@ impl Store {
         // leaves (nodes, checkpoints); the contact index is summed on a fourth.
         let chunks = recorded_size.div_ceil(chunk_entries).max(1);
         std::thread::scope(|scope| {
-            let index_sum =
-                scope.spawn(|| sum_contact_index(&snapshot, self.cf(keys::CONTACT_INDEX)));
+            let index_sum = scope
+                .spawn(|| sum_contact_index(&snapshot, self.cf(keys::CONTACT_INDEX), fingerprint));
             let (mut scans, mut scanners) = (Vec::new(), Vec::new());
             for first in 0..SCAN_THREADS.min(chunks) {
                 let (sender, receiver) = std::sync::mpsc::sync_channel(1);
@@ -610,7 +611,8 @@ impl Store {
                 scanners.push(scope.spawn(move || {
                     for chunk in (first..chunks).step_by(SCAN_THREADS as usize) {
                         let last = chunk + 1 == chunks;
-                        let scanned = self.scan_chunk(snapshot, chunk, chunk_entries, last);
+                        let scanned =
+                            self.scan_chunk(snapshot, chunk, chunk_entries, last, fingerprint);
                         let failed = scanned.is_err();
                         // The walk stopped (an error, or the caller went away).
                         if sender.send(scanned).is_err() || failed {
@@ -661,6 +663,7 @@ impl Store {
         chunk: u64,
         size: u64,
         last: bool,
+        fingerprint: &IndexFingerprint,
     ) -> Result<ChunkScan, StoreError> {
         let start = chunk * size + 1;
         let end = start.saturating_add(size);
@@ -734,7 +737,7 @@ impl Store {
                     stored_leaf.unwrap_or(hash)
                 }
                 Ok(header) => {
-                    scan.index_digest = scan.index_digest.wrapping_add(index_fingerprint(
+                    scan.index_digest = scan.index_digest.wrapping_add(fingerprint.of(
                         header.contact_id.as_bytes(),
                         header.contact_seq,
                         seq,
@@ -1065,6 +1068,7 @@ fn scan_options() -> ReadOptions {
 fn sum_contact_index(
     snapshot: &rocksdb::Snapshot<'_>,
     index: &rocksdb::ColumnFamily,
+    fingerprint: &IndexFingerprint,
 ) -> Result<(u128, u64), StoreError> {
     let mut it = snapshot.raw_iterator_cf_opt(index, scan_options());
     it.seek_to_first();
@@ -1079,7 +1083,7 @@ fn sum_contact_index(
         });
         match row {
             Some((contact, contact_seq, seq)) => {
-                sum = sum.wrapping_add(index_fingerprint(contact, contact_seq, seq))
+                sum = sum.wrapping_add(fingerprint.of(contact, contact_seq, seq))
             }
             None => malformed += 1,
         }
@@ -1089,14 +1093,32 @@ fn sum_contact_index(
     Ok((sum, malformed))
 }
 
-/// An order-independent fingerprint of one (contact, contact seq, seq) row; the sums over
-/// the entries and over the index must agree.
-fn index_fingerprint(contact: &[u8], contact_seq: u64, seq: u64) -> u128 {
-    let mut hasher = Sha256::new();
-    hasher.update(contact);
-    hasher.update([0]);
-    hasher.update(contact_seq.to_be_bytes());
-    hasher.update(seq.to_be_bytes());
-    let digest = hasher.finalize();
-    u128::from_be_bytes(digest[..16].try_into().unwrap_or_default())
+/// Fingerprints of (contact, contact seq, seq) rows, whose sums over the entries and over
+/// the contact index must agree. Keyed with a block of fresh randomness for each
+/// verification: rows added to or changed in the index cannot be chosen so that their
+/// fingerprints cancel out, as they could against a fixed hash (a generalized birthday
+/// search finds a set of rows whose hashes sum to zero). The key block is absorbed once;
+/// each row then costs one SHA-256 compression, as an unkeyed hash of it would.
+struct IndexFingerprint {
+    keyed: Sha256,
+}
+
+impl IndexFingerprint {
+    fn new() -> Result<Self, StoreError> {
+        let mut key = [0u8; 64];
+        getrandom::fill(&mut key).map_err(|e| StoreError::NoRandomness(e.to_string()))?;
+        Ok(Self {
+            keyed: Sha256::new_with_prefix(key),
+        })
+    }
+
+    fn of(&self, contact: &[u8], contact_seq: u64, seq: u64) -> u128 {
+        let mut hasher = self.keyed.clone();
+        hasher.update(contact);
+        hasher.update([0]);
+        hasher.update(contact_seq.to_be_bytes());
+        hasher.update(seq.to_be_bytes());
+        let digest = hasher.finalize();
+        u128::from_be_bytes(digest[..16].try_into().unwrap_or_default())
+    }
 }
