@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use consent_ledger::cli::from_json;
 use consent_ledger::ledger::entry::entry_hash;
 use consent_ledger::ledger::projection;
-use consent_ledger::ledger::{ContactState, Entry, EntryBody, Hash, ZERO_HASH};
+use consent_ledger::ledger::{ContactState, Entry, Hash, ZERO_HASH};
 use consent_ledger::model::{ContactId, Registry, Submission};
 use consent_ledger::policy::{decide, PolicyPack};
 use consent_ledger::proto::v1 as pb;
@@ -54,20 +54,16 @@ impl MiniLedger {
             .heads
             .get(&event.contact_id)
             .map_or((1, ZERO_HASH), |&(seq, hash)| (seq + 1, hash));
-        let entry = Entry {
-            seq: self.stored.len() as u64 + 1,
-            contact_seq,
-            prev_hash,
-            contact_id: event.contact_id.clone(),
-            body: EntryBody {
-                recorded_at,
-                occurred_at: event.occurred_at.unwrap_or(recorded_at),
-                actor: "fuzz".to_owned(),
-                idempotency_key: event.idempotency_key.clone(),
-                personal_data_sha256: submission.personal.as_ref().map(|_| "0".repeat(64)),
-                event: event.kind.clone(),
-            },
-        };
+        // Only the presence of a personal-data digest matters to the projection, not the
+        // sealed record it is of.
+        let sealed = submission.personal.as_ref().map(|_| &b"sealed record"[..]);
+        let entry = Entry::recording(
+            (self.stored.len() as u64 + 1, contact_seq, prev_hash),
+            event,
+            "fuzz",
+            recorded_at,
+            sealed,
+        );
         let bytes = entry.encode();
         let decoded = Entry::decode(&bytes).expect("an entry built from a valid event decodes");
         assert_eq!(decoded, entry, "stored bytes must decode to the entry");

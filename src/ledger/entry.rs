@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::audit::merkle::leaf_hash;
-use crate::model::{ContactId, EventKind, IdempotencyKey, MAX_ID_LEN};
+use crate::model::{ContactId, Event, EventKind, IdempotencyKey, MAX_ID_LEN};
 
 /// A SHA-256 digest.
 pub type Hash = [u8; 32];
@@ -99,6 +99,34 @@ pub struct EntryHeader<'a> {
 }
 
 impl Entry {
+    /// The entry that records `event` as entry `seq` of the ledger and `contact_seq` of its
+    /// contact, after the contact's entry `prev_hash`: accepted from `actor` at
+    /// `recorded_at` (an event that names no time of its own happened then), with the
+    /// digest of the personal-data record kept beside it, if any.
+    pub fn recording(
+        (seq, contact_seq, prev_hash): (u64, u64, Hash),
+        event: &Event,
+        actor: &str,
+        recorded_at: DateTime<Utc>,
+        personal_record: Option<&[u8]>,
+    ) -> Self {
+        Self {
+            seq,
+            contact_seq,
+            prev_hash,
+            contact_id: event.contact_id.clone(),
+            body: EntryBody {
+                recorded_at,
+                occurred_at: event.occurred_at.unwrap_or(recorded_at),
+                actor: actor.to_owned(),
+                idempotency_key: event.idempotency_key.clone(),
+                personal_data_sha256: personal_record
+                    .map(|record| hex::encode(Sha256::digest(record))),
+                event: event.kind.clone(),
+            },
+        }
+    }
+
     /// Encodes the entry into the bytes that are stored and hashed.
     pub fn encode(&self) -> Vec<u8> {
         let id = self.contact_id.as_str().as_bytes();

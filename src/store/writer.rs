@@ -17,7 +17,6 @@ use std::thread::JoinHandle;
 
 use chrono::{DateTime, Utc};
 use rocksdb::{WriteBatch, WriteOptions};
-use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
 use super::personal::decode_record;
@@ -25,7 +24,7 @@ use super::requests::stage_request_index;
 use super::{keys, Store, StoreError, TreeHead};
 use crate::audit::merkle::Frontier;
 use crate::crypto::{seal_record, DataKey, Entropy, IdentityDigest, Keyring};
-use crate::ledger::entry::{entry_hash, Entry, EntryBody};
+use crate::ledger::entry::{entry_hash, Entry};
 use crate::ledger::projection::{self, ApplyError, ChainHead};
 use crate::ledger::{ContactState, Hash};
 use crate::metrics::KindLabel;
@@ -517,22 +516,13 @@ impl<'s> Group<'s> {
             Err(refused) => return Ok(Err(refused)),
         };
         let seq = self.frontier.size() + 1;
-        let entry = Entry {
-            seq,
-            contact_seq,
-            prev_hash,
-            contact_id: event.contact_id.clone(),
-            body: EntryBody {
-                recorded_at: self.now,
-                occurred_at: event.occurred_at.unwrap_or(self.now),
-                actor: actor.to_owned(),
-                idempotency_key: event.idempotency_key.clone(),
-                personal_data_sha256: sealed
-                    .as_ref()
-                    .map(|s| hex::encode(Sha256::digest(&s.record))),
-                event: event.kind.clone(),
-            },
-        };
+        let entry = Entry::recording(
+            (seq, contact_seq, prev_hash),
+            event,
+            actor,
+            self.now,
+            sealed.as_ref().map(|s| s.record.as_slice()),
+        );
         let bytes = entry.encode();
         let hash = entry_hash(&bytes);
         let next = if internal {
