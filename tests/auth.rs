@@ -322,11 +322,9 @@ async fn refused_calls_are_counted_by_rpc() {
     let dir = tempfile::tempdir().unwrap();
     let callers = dir.path().join("callers.toml");
     write_callers(&callers, None, true);
-    let port = free_port();
-    let server = TestServer::start_config(ServeConfig {
+    let (server, port) = TestServer::start_with_metrics(ServeConfig {
         data_dir: dir.path().join("data"),
         callers_file: Some(callers),
-        metrics_listen: Some(([127, 0, 0, 1], port).into()),
         ..ServeConfig::default()
     })
     .await;

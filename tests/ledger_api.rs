@@ -942,10 +942,8 @@ mod wire {
         use std::time::Duration;
 
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let server = TestServer::start_config(ServeConfig {
+        let (server, port) = TestServer::start_with_metrics(ServeConfig {
             data_dir: dir.path().to_path_buf(),
-            metrics_listen: Some(([127, 0, 0, 1], port).into()),
             limits: Limits {
                 request_timeout: Duration::from_secs(2),
                 ..Limits::default()

@@ -9,7 +9,7 @@ mod common;
 mod metrics {
     use crate::common;
 
-    use common::{append, consent_granted, free_port, http_get, registered, TestServer};
+    use common::{append, consent_granted, http_get, registered, TestServer};
     use consent_ledger::config::ServeConfig;
     use consent_ledger::proto::v1 as pb;
     use consent_ledger::proto::v1::eligibility_service_client::EligibilityServiceClient;
@@ -18,10 +18,8 @@ mod metrics {
     #[tokio::test]
     async fn metrics_count_appends_decisions_and_requests() {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let server = TestServer::start_config(ServeConfig {
+        let (server, port) = TestServer::start_with_metrics(ServeConfig {
             data_dir: dir.path().to_path_buf(),
-            metrics_listen: Some(([127, 0, 0, 1], port).into()),
             ..ServeConfig::default()
         })
         .await;

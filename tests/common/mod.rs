@@ -51,6 +51,18 @@ impl TestServer {
         }
     }
 
+    /// Starts as [`TestServer::start_config`], with the metrics endpoint on a free
+    /// loopback port, which is returned.
+    pub async fn start_with_metrics(config: ServeConfig) -> (Self, u16) {
+        let port = free_port();
+        let server = Self::start_config(ServeConfig {
+            metrics_listen: Some(([127, 0, 0, 1], port).into()),
+            ..config
+        })
+        .await;
+        (server, port)
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
