@@ -1344,6 +1344,10 @@ pub struct DecideBenchReport {
     pub entries: usize,
     /// Microseconds to fold the entries into the contact's state.
     pub fold_us: f64,
+    /// Size of the contact's stored state record.
+    pub state_bytes: usize,
+    /// Microseconds to decode the stored state record.
+    pub decode_us: f64,
     /// Decisions timed per purpose.
     pub iterations: u64,
     /// One result per purpose.
@@ -1371,7 +1375,7 @@ impl DecideBenchReport {
     /// A human-readable table.
     pub fn table(&self) -> String {
         let mut text = format!(
-            "workload     decide (in process, one thread, policy {}{})\ncontact      {}, {} entries, folded in {:.1} us\niterations   {} per purpose",
+            "workload     decide (in process, one thread, policy {}{})\ncontact      {}, {} entries, folded in {:.1} us\nstate        {} bytes stored, decoded in {:.2} us\niterations   {} per purpose",
             self.policy_version,
             if self.optimized {
                 ""
@@ -1381,6 +1385,8 @@ impl DecideBenchReport {
             self.contact,
             self.entries,
             self.fold_us,
+            self.state_bytes,
+            self.decode_us,
             self.iterations
         );
         let width = self
@@ -1411,7 +1417,7 @@ impl DecideBenchReport {
 pub fn run_decide(bench: DecideBench) -> anyhow::Result<DecideBenchReport> {
     use std::hint::black_box;
 
-    use crate::ledger::projection::apply;
+    use crate::ledger::projection::{apply, decode_state, encode_state};
     use crate::ledger::ContactState;
     use crate::policy::{decide, PolicyPack, DEFAULT_PACK};
 
@@ -1433,6 +1439,14 @@ pub fn run_decide(bench: DecideBench) -> anyhow::Result<DecideBenchReport> {
         black_box(fold(black_box(&history))?);
     }
     let fold_us = started.elapsed().as_secs_f64() * 1e6 / f64::from(FOLDS);
+    // What every `Check` and every screened contact pays before deciding: the stored
+    // state record read back.
+    let record = encode_state(&state);
+    let started = Instant::now();
+    for _ in 0..FOLDS {
+        black_box(decode_state::<ContactState>(black_box(&record)).map_err(anyhow::Error::msg)?);
+    }
+    let decode_us = started.elapsed().as_secs_f64() * 1e6 / f64::from(FOLDS);
 
     let at = Utc::now();
     let mut results = Vec::new();
@@ -1473,6 +1487,8 @@ pub fn run_decide(bench: DecideBench) -> anyhow::Result<DecideBenchReport> {
         contact: "DE B2C prospect, email marketing consent confirmed by double opt-in".into(),
         entries: history.len(),
         fold_us,
+        state_bytes: record.len(),
+        decode_us,
         iterations: bench.iterations,
         results,
     })

@@ -15,8 +15,9 @@ use crate::model::{
 };
 use crate::rights::{RequestState, TransitionError};
 
-/// Points at the entry that established a fact.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Points at the entry that established a fact. Stored in state records as
+/// [`EVIDENCE_BYTES`] fixed-width bytes (see [`evidence_format`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EvidenceRef {
     /// Global sequence number.
     pub seq: u64,
@@ -25,10 +26,8 @@ pub struct EvidenceRef {
     /// Entry hash.
     pub hash: Hash,
     /// When the fact happened.
-    #[serde(with = "chrono::serde::ts_nanoseconds")]
     pub occurred_at: DateTime<Utc>,
     /// When the ledger recorded it.
-    #[serde(with = "chrono::serde::ts_nanoseconds")]
     pub recorded_at: DateTime<Utc>,
 }
 
@@ -689,11 +688,136 @@ mod scope_as_pair {
     }
 }
 
+/// Size of an [`EvidenceRef`] in a state record.
+pub const EVIDENCE_BYTES: usize = 64;
+
+/// How a state record holds an [`EvidenceRef`].
+///
+/// Format 3: one byte string of [`EVIDENCE_BYTES`] bytes, little-endian: seq (8),
+/// contact seq (8), entry hash (32), occurred at and recorded at (8 each, nanoseconds
+/// since the Unix epoch). A state holds a dozen or more of these; reading them field by
+/// field (format 2: varints, then the hash byte by byte) was most of the time a `Check` or
+/// a screened contact spent decoding the state, several times the decision itself.
+///
+/// Format 2 records are still read: [`decode_state`] marks the thread while it decodes
+/// one, and evidence is then read field by field.
+mod evidence_format {
+    use std::cell::Cell;
+    use std::fmt;
+
+    use chrono::{DateTime, Utc};
+    use serde::de::Visitor;
+    use serde::ser::Error as _;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{EvidenceRef, EVIDENCE_BYTES};
+    use crate::ledger::entry::Hash;
+
+    thread_local! {
+        static FIELD_BY_FIELD: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// While alive, evidence on this thread is read as format 2 wrote it.
+    pub(super) struct Format2(());
+
+    impl Format2 {
+        pub(super) fn enter() -> Self {
+            FIELD_BY_FIELD.set(true);
+            Self(())
+        }
+    }
+
+    impl Drop for Format2 {
+        fn drop(&mut self) {
+            FIELD_BY_FIELD.set(false);
+        }
+    }
+
+    /// Evidence as format 2 wrote it.
+    #[derive(Deserialize)]
+    struct FieldByField {
+        seq: u64,
+        contact_seq: u64,
+        hash: Hash,
+        #[serde(with = "chrono::serde::ts_nanoseconds")]
+        occurred_at: DateTime<Utc>,
+        #[serde(with = "chrono::serde::ts_nanoseconds")]
+        recorded_at: DateTime<Utc>,
+    }
+
+    impl Serialize for EvidenceRef {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let nanos = |at: DateTime<Utc>| {
+                at.timestamp_nanos_opt().ok_or_else(|| {
+                    S::Error::custom(format!(
+                        "evidence time {at} is outside what a record holds (1677-09-21 to 2262-04-11)"
+                    ))
+                })
+            };
+            let mut out = [0u8; EVIDENCE_BYTES];
+            out[..8].copy_from_slice(&self.seq.to_le_bytes());
+            out[8..16].copy_from_slice(&self.contact_seq.to_le_bytes());
+            out[16..48].copy_from_slice(&self.hash);
+            out[48..56].copy_from_slice(&nanos(self.occurred_at)?.to_le_bytes());
+            out[56..].copy_from_slice(&nanos(self.recorded_at)?.to_le_bytes());
+            s.serialize_bytes(&out)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for EvidenceRef {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            if FIELD_BY_FIELD.get() {
+                let old = FieldByField::deserialize(d)?;
+                return Ok(EvidenceRef {
+                    seq: old.seq,
+                    contact_seq: old.contact_seq,
+                    hash: old.hash,
+                    occurred_at: old.occurred_at,
+                    recorded_at: old.recorded_at,
+                });
+            }
+            d.deserialize_bytes(Fixed)
+        }
+    }
+
+    struct Fixed;
+
+    impl Visitor<'_> for Fixed {
+        type Value = EvidenceRef;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "{EVIDENCE_BYTES} bytes of evidence")
+        }
+
+        fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<EvidenceRef, E> {
+            let bytes: &[u8; EVIDENCE_BYTES] = bytes
+                .try_into()
+                .map_err(|_| E::invalid_length(bytes.len(), &self))?;
+            let word = |i: usize| {
+                let mut word = [0; 8];
+                word.copy_from_slice(&bytes[i * 8..i * 8 + 8]);
+                u64::from_le_bytes(word)
+            };
+            let mut hash = [0; 32];
+            hash.copy_from_slice(&bytes[16..48]);
+            Ok(EvidenceRef {
+                seq: word(0),
+                contact_seq: word(1),
+                hash,
+                occurred_at: DateTime::from_timestamp_nanos(word(6) as i64),
+                recorded_at: DateTime::from_timestamp_nanos(word(7) as i64),
+            })
+        }
+    }
+}
+
 /// First byte of a state record: the version of its encoding, so a later encoding can be
 /// told apart and read beside this one.
-/// Format 2 added the erasure; format 1 records (from before personal data was sealed)
+/// Format 3 stores evidence fixed-width (see [`evidence_format`]); format 2 added the
+/// erasure and is still read; format 1 records (from before personal data was sealed)
 /// are refused rather than misread.
-const STATE_FORMAT_BINARY: u8 = 2;
+const STATE_FORMAT_BINARY: u8 = 3;
+const STATE_FORMAT_FIELDWISE_EVIDENCE: u8 = 2;
 
 /// Encodes a contact state (or a chain head) for the `state` column family: a format
 /// byte, then the fields in declaration order (postcard). Heads come first in both, so
@@ -703,14 +827,19 @@ pub fn encode_state<T: Serialize>(state: &T) -> Vec<u8> {
     postcard::to_extend(state, out).expect("states always serialize")
 }
 
-/// Decodes what [`encode_state`] wrote. For a [`ChainHead`], bytes beyond the head are
-/// ignored.
+/// Decodes what [`encode_state`] wrote, in this format or the one before. For a
+/// [`ChainHead`], bytes beyond the head are ignored.
 pub fn decode_state<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    match bytes.split_first() {
-        Some((&STATE_FORMAT_BINARY, rest)) => postcard::from_bytes(rest).map_err(|e| e.to_string()),
-        Some((format, _)) => Err(format!("unknown state record format {format}")),
-        None => Err("empty state record".into()),
-    }
+    let decoded = match bytes.split_first() {
+        Some((&STATE_FORMAT_BINARY, rest)) => postcard::from_bytes(rest),
+        Some((&STATE_FORMAT_FIELDWISE_EVIDENCE, rest)) => {
+            let _format = evidence_format::Format2::enter();
+            postcard::from_bytes(rest)
+        }
+        Some((format, _)) => return Err(format!("unknown state record format {format}")),
+        None => return Err("empty state record".into()),
+    };
+    decoded.map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -734,6 +863,22 @@ mod tests {
         }
         state
     }
+
+    /// The state built in `states_round_trip_and_heads_read_from_either_record`, as the
+    /// format 2 encoder wrote it.
+    const FORMAT_2_RECORD: &str = concat!(
+        "020535bef1eafff5b8863624b6cd3e0369e31da3c946fd330425ddf31803fd394e9b2a010101010101010101",
+        "01010101010101010101010101010101010101010101010180809c96f2df87942faab4aed8c7bfce972f0244",
+        "450000012a01010101010101010101010101010101010101010101010101010101010101010180809c96f2df",
+        "87942faab4aed8c7bfce972f2e0535bef1eafff5b8863624b6cd3e0369e31da3c946fd330425ddf31803fd39",
+        "4e9b80a0f5fc8fe087942faab4aed8c7bfce972f00010f656d61696c5f6d61726b6574696e6705656d61696c",
+        "0100018a80a0bbd29df1fa312b024cff506ca0f5b0d8a37c587ae179e18716814dc744685717905e4a3a9dc7",
+        "a37280a8f2cff9df87942faab4aed8c7bfce972f00000202010f656d61696c5f6d61726b6574696e672c03a4",
+        "076d7dc8405316be57059ca3d1edda5cff432d556b366ea87d94358e17ab9e80d0c88981e087942faab4aed8",
+        "c7bfce972f00002d04832b430a26eca5446cc670ce8bec5408aa3740f64d983ea4e1f45e86878d885380f89e",
+        "c388e087942faab4aed8c7bfce972f0000012e0535bef1eafff5b8863624b6cd3e0369e31da3c946fd330425",
+        "ddf31803fd394e9b80a0f5fc8fe087942faab4aed8c7bfce972f0000",
+    );
 
     #[test]
     fn states_round_trip_and_heads_read_from_either_record() {
@@ -771,7 +916,20 @@ mod tests {
             }),
         ]);
         let bytes = encode_state(&state);
+        assert_eq!(bytes[0], STATE_FORMAT_BINARY);
         assert_eq!(decode_state::<ContactState>(&bytes), Ok(state.clone()));
+        // The same state as format 2 wrote it (evidence field by field) still reads.
+        let format_2 = hex::decode(FORMAT_2_RECORD).unwrap();
+        assert_eq!(decode_state::<ContactState>(&format_2), Ok(state.clone()));
+        let head: ChainHead = decode_state(&format_2).unwrap();
+        assert_eq!(head.head_contact_seq, state.head_contact_seq);
+        // Evidence of the wrong width is refused, not misread: the registration's length,
+        // after the format, the head's contact seq (one byte) and its hash.
+        let mut short = bytes.clone();
+        let at = 1 + 1 + 32;
+        assert_eq!(short[at], EVIDENCE_BYTES as u8);
+        short[at] -= 1;
+        assert!(decode_state::<ContactState>(&short).is_err());
         let head: ChainHead = decode_state(&bytes).unwrap();
         assert_eq!(
             (head.head_contact_seq, head.head_hash),

@@ -318,7 +318,7 @@ impl Store {
             key,
             memory_only(),
         ) {
-            Ok(value) => Ok(Some(value.map(|v| v.to_vec()))),
+            Ok(value) => Ok(Some(value)),
             Err(e) if e.kind() == rocksdb::ErrorKind::Incomplete => Ok(None),
             Err(e) => Err(StoreError::from(e)),
         };
@@ -329,7 +329,7 @@ impl Store {
             return Ok(None);
         };
         let size = match size {
-            Some(bytes) => keys::decode_u64(&bytes)
+            Some(bytes) => keys::decode_u64(bytes.as_ref())
                 .ok_or_else(|| StoreError::Corrupt("meta tree_size is not a u64".into()))?,
             None => 0,
         };
