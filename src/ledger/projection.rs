@@ -16,7 +16,7 @@ use crate::model::{
 use crate::rights::{RequestState, TransitionError};
 
 /// Points at the entry that established a fact. Stored in state records as
-/// [`EVIDENCE_BYTES`] fixed-width bytes (see [`evidence_format`]).
+/// [`EVIDENCE_BYTES`] fixed-width bytes (see [`record_format`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EvidenceRef {
     /// Global sequence number.
@@ -105,6 +105,7 @@ pub struct ContactState {
     /// Contact sequence number of the last entry.
     pub head_contact_seq: u64,
     /// Hash of the last entry.
+    #[serde(with = "record_format::hash")]
     pub head_hash: Hash,
     /// The registration entry.
     pub registered: EvidenceRef,
@@ -636,6 +637,7 @@ pub struct ChainHead {
     /// Contact sequence number of the last entry.
     pub head_contact_seq: u64,
     /// Hash of the last entry.
+    #[serde(with = "record_format::hash")]
     pub head_hash: Hash,
 }
 
@@ -691,17 +693,18 @@ mod scope_as_pair {
 /// Size of an [`EvidenceRef`] in a state record.
 pub const EVIDENCE_BYTES: usize = 64;
 
-/// How a state record holds an [`EvidenceRef`].
+/// How a state record holds hashes and [`EvidenceRef`]s.
 ///
-/// Format 3: one byte string of [`EVIDENCE_BYTES`] bytes, little-endian: seq (8),
-/// contact seq (8), entry hash (32), occurred at and recorded at (8 each, nanoseconds
-/// since the Unix epoch). A state holds a dozen or more of these; reading them field by
-/// field (format 2: varints, then the hash byte by byte) was most of the time a `Check` or
-/// a screened contact spent decoding the state, several times the decision itself.
+/// Format 3: each as one byte string, fixed width. A hash is its 32 bytes; evidence is
+/// [`EVIDENCE_BYTES`] bytes, little-endian: seq (8), contact seq (8), entry hash (32),
+/// occurred at and recorded at (8 each, nanoseconds since the Unix epoch). A state holds
+/// a dozen or more of these; reading them field by field (format 2: varints, and hashes
+/// byte by byte) was most of the time a `Check` or a screened contact spent decoding the
+/// state, several times the decision itself.
 ///
 /// Format 2 records are still read: [`decode_state`] marks the thread while it decodes
-/// one, and evidence is then read field by field.
-mod evidence_format {
+/// one, and hashes and evidence are then read field by field.
+mod record_format {
     use std::cell::Cell;
     use std::fmt;
 
@@ -717,7 +720,7 @@ mod evidence_format {
         static FIELD_BY_FIELD: Cell<bool> = const { Cell::new(false) };
     }
 
-    /// While alive, evidence on this thread is read as format 2 wrote it.
+    /// While alive, state records on this thread are read as format 2 wrote them.
     pub(super) struct Format2(());
 
     impl Format2 {
@@ -730,6 +733,39 @@ mod evidence_format {
     impl Drop for Format2 {
         fn drop(&mut self) {
             FIELD_BY_FIELD.set(false);
+        }
+    }
+
+    /// Exactly `N` bytes, as one byte string.
+    struct Exactly<const N: usize>;
+
+    impl<const N: usize> Visitor<'_> for Exactly<N> {
+        type Value = [u8; N];
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "{N} bytes")
+        }
+
+        fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<[u8; N], E> {
+            bytes
+                .try_into()
+                .map_err(|_| E::invalid_length(bytes.len(), &self))
+        }
+    }
+
+    /// A chain head's hash: `#[serde(with = "record_format::hash")]`.
+    pub(super) mod hash {
+        use super::*;
+
+        pub(crate) fn serialize<S: Serializer>(hash: &Hash, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(hash)
+        }
+
+        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Hash, D::Error> {
+            if FIELD_BY_FIELD.get() {
+                return Hash::deserialize(d);
+            }
+            d.deserialize_bytes(Exactly::<32>)
         }
     }
 
@@ -776,23 +812,7 @@ mod evidence_format {
                     recorded_at: old.recorded_at,
                 });
             }
-            d.deserialize_bytes(Fixed)
-        }
-    }
-
-    struct Fixed;
-
-    impl Visitor<'_> for Fixed {
-        type Value = EvidenceRef;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            write!(f, "{EVIDENCE_BYTES} bytes of evidence")
-        }
-
-        fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<EvidenceRef, E> {
-            let bytes: &[u8; EVIDENCE_BYTES] = bytes
-                .try_into()
-                .map_err(|_| E::invalid_length(bytes.len(), &self))?;
+            let bytes = d.deserialize_bytes(Exactly::<EVIDENCE_BYTES>)?;
             let word = |i: usize| {
                 let mut word = [0; 8];
                 word.copy_from_slice(&bytes[i * 8..i * 8 + 8]);
@@ -813,7 +833,7 @@ mod evidence_format {
 
 /// First byte of a state record: the version of its encoding, so a later encoding can be
 /// told apart and read beside this one.
-/// Format 3 stores evidence fixed-width (see [`evidence_format`]); format 2 added the
+/// Format 3 stores hashes and evidence fixed-width (see [`record_format`]); format 2 added the
 /// erasure and is still read; format 1 records (from before personal data was sealed)
 /// are refused rather than misread.
 const STATE_FORMAT_BINARY: u8 = 3;
@@ -833,7 +853,7 @@ pub fn decode_state<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, S
     let decoded = match bytes.split_first() {
         Some((&STATE_FORMAT_BINARY, rest)) => postcard::from_bytes(rest),
         Some((&STATE_FORMAT_FIELDWISE_EVIDENCE, rest)) => {
-            let _format = evidence_format::Format2::enter();
+            let _format = record_format::Format2::enter();
             postcard::from_bytes(rest)
         }
         Some((format, _)) => return Err(format!("unknown state record format {format}")),
@@ -924,9 +944,10 @@ mod tests {
         let head: ChainHead = decode_state(&format_2).unwrap();
         assert_eq!(head.head_contact_seq, state.head_contact_seq);
         // Evidence of the wrong width is refused, not misread: the registration's length,
-        // after the format, the head's contact seq (one byte) and its hash.
+        // after the format, the head's contact seq (one byte) and its hash (a length byte
+        // and 32 bytes).
         let mut short = bytes.clone();
-        let at = 1 + 1 + 32;
+        let at = 1 + 1 + 1 + 32;
         assert_eq!(short[at], EVIDENCE_BYTES as u8);
         short[at] -= 1;
         assert!(decode_state::<ContactState>(&short).is_err());
