@@ -15,8 +15,8 @@ use crate::model::{
 };
 use crate::rights::{RequestState, TransitionError};
 
-/// Points at the entry that established a fact. Stored in state records as
-/// [`EVIDENCE_BYTES`] fixed-width bytes (see [`record_format`]).
+/// Points at the entry that established a fact. Stored in state records as one byte
+/// string (see [`record_format`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EvidenceRef {
     /// Global sequence number.
@@ -690,17 +690,16 @@ mod scope_as_pair {
     }
 }
 
-/// Size of an [`EvidenceRef`] in a state record.
-pub const EVIDENCE_BYTES: usize = 64;
-
 /// How a state record holds hashes and [`EvidenceRef`]s.
 ///
-/// Format 3: each as one byte string, fixed width. A hash is its 32 bytes; evidence is
-/// [`EVIDENCE_BYTES`] bytes, little-endian: seq (8), contact seq (8), entry hash (32),
-/// occurred at and recorded at (8 each, nanoseconds since the Unix epoch). A state holds
-/// a dozen or more of these; reading them field by field (format 2: varints, and hashes
-/// byte by byte) was most of the time a `Check` or a screened contact spent decoding the
-/// state, several times the decision itself.
+/// Format 3: each as one byte string. A hash is its 32 bytes. Evidence is, in order:
+/// seq and contact seq (LEB128 varints), the entry hash (32 bytes), and when the fact
+/// happened and when the ledger recorded it (nanoseconds since the Unix epoch, 8 bytes
+/// little-endian each). A state holds a dozen or more of these, and reading them through
+/// serde field by field (format 2: the hash byte by byte) was most of the time a `Check`
+/// or a screened contact spent decoding the state, several times the decision itself;
+/// read from one slice they cost two short varints and three copies, and take the same
+/// room as before (about 55 bytes each).
 ///
 /// Format 2 records are still read: [`decode_state`] marks the thread while it decodes
 /// one, and hashes and evidence are then read field by field.
@@ -713,7 +712,7 @@ mod record_format {
     use serde::ser::Error as _;
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-    use super::{EvidenceRef, EVIDENCE_BYTES};
+    use super::EvidenceRef;
     use crate::ledger::entry::Hash;
 
     thread_local! {
@@ -781,6 +780,46 @@ mod record_format {
         recorded_at: DateTime<Utc>,
     }
 
+    /// The most an evidence record takes: two u64 varints, the hash, two times.
+    const EVIDENCE_MAX: usize = 10 + 10 + 32 + 8 + 8;
+
+    fn put_varint(out: &mut [u8; EVIDENCE_MAX], len: &mut usize, mut value: u64) {
+        while value >= 0x80 {
+            out[*len] = value as u8 | 0x80;
+            value >>= 7;
+            *len += 1;
+        }
+        out[*len] = value as u8;
+        *len += 1;
+    }
+
+    /// Reads an evidence record, all of it.
+    struct Cursor<'a>(&'a [u8]);
+
+    impl Cursor<'_> {
+        fn varint(&mut self) -> Option<u64> {
+            let mut value = 0;
+            for i in 0..10 {
+                let byte = *self.0.get(i)?;
+                value |= u64::from(byte & 0x7f) << (7 * i);
+                if byte < 0x80 {
+                    if i == 9 && byte > 1 {
+                        return None; // past 64 bits
+                    }
+                    self.0 = &self.0[i + 1..];
+                    return Some(value);
+                }
+            }
+            None
+        }
+
+        fn bytes<const N: usize>(&mut self) -> Option<[u8; N]> {
+            let (bytes, rest) = self.0.split_first_chunk::<N>()?;
+            self.0 = rest;
+            Some(*bytes)
+        }
+    }
+
     impl Serialize for EvidenceRef {
         fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
             let nanos = |at: DateTime<Utc>| {
@@ -790,13 +829,19 @@ mod record_format {
                     ))
                 })
             };
-            let mut out = [0u8; EVIDENCE_BYTES];
-            out[..8].copy_from_slice(&self.seq.to_le_bytes());
-            out[8..16].copy_from_slice(&self.contact_seq.to_le_bytes());
-            out[16..48].copy_from_slice(&self.hash);
-            out[48..56].copy_from_slice(&nanos(self.occurred_at)?.to_le_bytes());
-            out[56..].copy_from_slice(&nanos(self.recorded_at)?.to_le_bytes());
-            s.serialize_bytes(&out)
+            let mut out = [0u8; EVIDENCE_MAX];
+            let mut len = 0;
+            put_varint(&mut out, &mut len, self.seq);
+            put_varint(&mut out, &mut len, self.contact_seq);
+            for field in [
+                &self.hash[..],
+                &nanos(self.occurred_at)?.to_le_bytes(),
+                &nanos(self.recorded_at)?.to_le_bytes(),
+            ] {
+                out[len..len + field.len()].copy_from_slice(field);
+                len += field.len();
+            }
+            s.serialize_bytes(&out[..len])
         }
     }
 
@@ -812,28 +857,43 @@ mod record_format {
                     recorded_at: old.recorded_at,
                 });
             }
-            let bytes = d.deserialize_bytes(Exactly::<EVIDENCE_BYTES>)?;
-            let word = |i: usize| {
-                let mut word = [0; 8];
-                word.copy_from_slice(&bytes[i * 8..i * 8 + 8]);
-                u64::from_le_bytes(word)
+            d.deserialize_bytes(Evidence)
+        }
+    }
+
+    struct Evidence;
+
+    impl Visitor<'_> for Evidence {
+        type Value = EvidenceRef;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an evidence record: seq, contact seq, hash, occurred at, recorded at")
+        }
+
+        fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<EvidenceRef, E> {
+            let mut cursor = Cursor(bytes);
+            let mut read = || {
+                let seq = cursor.varint()?;
+                let contact_seq = cursor.varint()?;
+                let hash = cursor.bytes::<32>()?;
+                let occurred = i64::from_le_bytes(cursor.bytes::<8>()?);
+                let recorded = i64::from_le_bytes(cursor.bytes::<8>()?);
+                cursor.0.is_empty().then_some(EvidenceRef {
+                    seq,
+                    contact_seq,
+                    hash,
+                    occurred_at: DateTime::from_timestamp_nanos(occurred),
+                    recorded_at: DateTime::from_timestamp_nanos(recorded),
+                })
             };
-            let mut hash = [0; 32];
-            hash.copy_from_slice(&bytes[16..48]);
-            Ok(EvidenceRef {
-                seq: word(0),
-                contact_seq: word(1),
-                hash,
-                occurred_at: DateTime::from_timestamp_nanos(word(6) as i64),
-                recorded_at: DateTime::from_timestamp_nanos(word(7) as i64),
-            })
+            read().ok_or_else(|| E::invalid_value(serde::de::Unexpected::Bytes(bytes), &self))
         }
     }
 }
 
 /// First byte of a state record: the version of its encoding, so a later encoding can be
 /// told apart and read beside this one.
-/// Format 3 stores hashes and evidence fixed-width (see [`record_format`]); format 2 added the
+/// Format 3 stores hashes and evidence as byte strings (see [`record_format`]); format 2 added the
 /// erasure and is still read; format 1 records (from before personal data was sealed)
 /// are refused rather than misread.
 const STATE_FORMAT_BINARY: u8 = 3;
@@ -943,14 +1003,35 @@ mod tests {
         assert_eq!(decode_state::<ContactState>(&format_2), Ok(state.clone()));
         let head: ChainHead = decode_state(&format_2).unwrap();
         assert_eq!(head.head_contact_seq, state.head_contact_seq);
-        // Evidence of the wrong width is refused, not misread: the registration's length,
-        // after the format, the head's contact seq (one byte) and its hash (a length byte
-        // and 32 bytes).
-        let mut short = bytes.clone();
+        // Evidence cut short or with bytes left over is refused, not misread: the
+        // registration's length comes after the format, the head's contact seq (one
+        // byte) and its hash (a length byte and 32 bytes).
         let at = 1 + 1 + 1 + 32;
-        assert_eq!(short[at], EVIDENCE_BYTES as u8);
-        short[at] -= 1;
-        assert!(decode_state::<ContactState>(&short).is_err());
+        for change in [-1i8, 1] {
+            let mut changed = bytes.clone();
+            changed[at] = changed[at].wrapping_add_signed(change);
+            assert!(decode_state::<ContactState>(&changed).is_err(), "{change}");
+        }
+        // Every evidence field round-trips at its extremes.
+        for (seq, occurred, recorded) in [
+            (0, i64::MIN, i64::MAX),
+            (u64::MAX, i64::MAX, i64::MIN),
+            (
+                1 << 35,
+                1_700_000_000_123_456_789,
+                1_699_999_999_000_000_000,
+            ),
+        ] {
+            let evidence = EvidenceRef {
+                seq,
+                contact_seq: u64::MAX - seq,
+                hash: [seq as u8; 32],
+                occurred_at: DateTime::from_timestamp_nanos(occurred),
+                recorded_at: DateTime::from_timestamp_nanos(recorded),
+            };
+            let bytes = postcard::to_allocvec(&evidence).unwrap();
+            assert_eq!(postcard::from_bytes::<EvidenceRef>(&bytes), Ok(evidence));
+        }
         let head: ChainHead = decode_state(&bytes).unwrap();
         assert_eq!(
             (head.head_contact_seq, head.head_hash),
