@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds=${1:-300}
-targets=${TARGETS:-entry_decode policy_parse bundle_verify request_validation}
+targets=${TARGETS:-entry_decode state_decode policy_parse bundle_verify request_validation}
 
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
