@@ -892,10 +892,9 @@ mod record_format {
 }
 
 /// First byte of a state record: the version of its encoding, so a later encoding can be
-/// told apart and read beside this one.
-/// Format 3 stores hashes and evidence as byte strings (see [`record_format`]); format 2 added the
-/// erasure and is still read; format 1 records (from before personal data was sealed)
-/// are refused rather than misread.
+/// told apart and read beside this one. Format 3 stores hashes and evidence as byte
+/// strings (see [`record_format`]); format 2 added the erasure and is still read; format 1
+/// records (from before personal data was sealed) are refused rather than misread.
 const STATE_FORMAT_BINARY: u8 = 3;
 const STATE_FORMAT_FIELDWISE_EVIDENCE: u8 = 2;
 
