@@ -1433,20 +1433,21 @@ pub fn run_decide(bench: DecideBench) -> anyhow::Result<DecideBenchReport> {
         state.ok_or_else(|| anyhow::anyhow!("no entries"))
     };
     let state = fold(&history)?;
-    const FOLDS: u32 = 1000;
+    // Folds and decodes are timed over this many rounds each.
+    const REPEATS: u32 = 1000;
     let started = Instant::now();
-    for _ in 0..FOLDS {
+    for _ in 0..REPEATS {
         black_box(fold(black_box(&history))?);
     }
-    let fold_us = started.elapsed().as_secs_f64() * 1e6 / f64::from(FOLDS);
+    let fold_us = started.elapsed().as_secs_f64() * 1e6 / f64::from(REPEATS);
     // What every `Check` and every screened contact pays before deciding: the stored
     // state record read back.
     let record = encode_state(&state);
     let started = Instant::now();
-    for _ in 0..FOLDS {
+    for _ in 0..REPEATS {
         black_box(decode_state::<ContactState>(black_box(&record)).map_err(anyhow::Error::msg)?);
     }
-    let decode_us = started.elapsed().as_secs_f64() * 1e6 / f64::from(FOLDS);
+    let decode_us = started.elapsed().as_secs_f64() * 1e6 / f64::from(REPEATS);
 
     let at = Utc::now();
     let mut results = Vec::new();
