@@ -43,6 +43,14 @@ impl Default for Limits {
 
 const MIB: u64 = 1024 * 1024;
 
+/// More gRPC threads than this is a typo, not a machine.
+const MAX_GRPC_THREADS: u64 = 1024;
+
+/// One gRPC thread per core the process may use.
+fn default_grpc_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
 /// The server's TLS files (PEM).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {
@@ -85,6 +93,8 @@ pub struct ServeConfig {
     /// RocksDB block cache shared by every column family, in bytes. `Check` answers
     /// inline only from memory, so it should hold the contact states a busy server reads.
     pub block_cache_bytes: usize,
+    /// Threads serving gRPC, each with its own connections (see `server::run`).
+    pub grpc_threads: usize,
     /// Policy pack to activate at start (if it is not already the active one). `None`
     /// keeps the ledger's active pack, or activates the default pack in a new ledger.
     pub policy_file: Option<PathBuf>,
@@ -128,6 +138,7 @@ impl Default for ServeConfig {
             log_origin: None,
             checkpoint_interval: Duration::from_secs(1),
             block_cache_bytes: crate::store::DEFAULT_BLOCK_CACHE_BYTES,
+            grpc_threads: default_grpc_threads(),
             policy_file: None,
             master_key: MasterKeySource::DataDir,
         }
@@ -183,6 +194,9 @@ pub struct Settings {
     /// Block cache size, in MiB.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub block_cache_mib: Option<u64>,
+    /// Threads serving gRPC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grpc_threads: Option<u64>,
     /// Allow a non-loopback address without authentication.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub insecure: Option<bool>,
@@ -316,6 +330,7 @@ impl Settings {
             log_origin: over.log_origin.or(self.log_origin),
             checkpoint_interval_ms: over.checkpoint_interval_ms.or(self.checkpoint_interval_ms),
             block_cache_mib: over.block_cache_mib.or(self.block_cache_mib),
+            grpc_threads: over.grpc_threads.or(self.grpc_threads),
             insecure: over.insecure.or(self.insecure),
             tls: match (self.tls, over.tls) {
                 (Some(file), Some(over)) => Some(TlsSettings {
@@ -408,6 +423,13 @@ impl Settings {
         };
         positive("checkpoint_interval_ms", self.checkpoint_interval_ms)?;
         positive("block_cache_mib", self.block_cache_mib)?;
+        positive("grpc_threads", self.grpc_threads)?;
+        if self.grpc_threads.is_some_and(|n| n > MAX_GRPC_THREADS) {
+            return Err(ConfigError::Rule {
+                key: "grpc_threads",
+                rule: format!("must be at most {MAX_GRPC_THREADS}"),
+            });
+        }
         positive(
             "limits.max_message_bytes",
             self.limits.max_message_bytes.map(|v| v as u64),
@@ -467,6 +489,9 @@ impl Settings {
                     .map_or(defaults.block_cache_bytes, |mib| {
                         usize::try_from(mib.saturating_mul(MIB)).unwrap_or(usize::MAX)
                     }),
+                grpc_threads: self
+                    .grpc_threads
+                    .map_or(defaults.grpc_threads, |n| n as usize),
                 policy_file: self.policy.clone(),
                 master_key: match (&self.master_key_file, master_key_env) {
                     (Some(path), _) => MasterKeySource::File(path.clone()),
@@ -489,7 +514,7 @@ mod tests {
     fn a_file_is_read_overridden_and_resolved() {
         let file = Settings::from_toml(
             "c.toml",
-            "listen = \"127.0.0.1:7000\"\nmetrics_listen = \"127.0.0.1:9464\"\ndata_dir = \"/var/lib/x\"\nlog_format = \"json\"\nblock_cache_mib = 512\n[limits]\nmax_batch_events = 50\nmin_free_disk_mib = 64\n",
+            "listen = \"127.0.0.1:7000\"\nmetrics_listen = \"127.0.0.1:9464\"\ndata_dir = \"/var/lib/x\"\nlog_format = \"json\"\nblock_cache_mib = 512\ngrpc_threads = 3\n[limits]\nmax_batch_events = 50\nmin_free_disk_mib = 64\n",
         )
         .unwrap();
         let flags = Settings {
@@ -504,6 +529,7 @@ mod tests {
         assert_eq!(resolved.serve.limits.max_message_bytes, 4 * 1024 * 1024);
         assert_eq!(resolved.serve.limits.min_free_disk_bytes, 64 * MIB);
         assert_eq!(resolved.serve.block_cache_bytes, 512 << 20);
+        assert_eq!(resolved.serve.grpc_threads, 3);
         assert_eq!(resolved.log_format, LogFormat::Json);
         assert_eq!(resolved.serve.master_key, MasterKeySource::DataDir);
     }
@@ -548,5 +574,18 @@ mod tests {
                 ..
             })
         ));
+        for threads in [0, MAX_GRPC_THREADS + 1] {
+            let threads = Settings {
+                grpc_threads: Some(threads),
+                ..Settings::default()
+            };
+            assert!(matches!(
+                threads.resolve(None),
+                Err(ConfigError::Rule {
+                    key: "grpc_threads",
+                    ..
+                })
+            ));
+        }
     }
 }

@@ -1003,6 +1003,10 @@ struct ServeArgs {
     /// only from memory: size it to hold the contact states it reads [default: 256].
     #[arg(long, env = "CONSENT_LEDGER_BLOCK_CACHE_MIB")]
     block_cache_mib: Option<u64>,
+    /// Threads serving gRPC; each takes its share of the connections and serves them
+    /// alone [default: one per core].
+    #[arg(long, env = "CONSENT_LEDGER_GRPC_THREADS")]
+    grpc_threads: Option<u64>,
     /// Policy pack (TOML) to activate at start if it is not already the active one; the
     /// activation is recorded in the ledger. Without it the ledger's active pack stays, and
     /// a new ledger activates the built-in per-country pack.
@@ -1041,6 +1045,7 @@ impl ServeArgs {
             log_origin: self.log_origin.clone(),
             checkpoint_interval_ms: self.checkpoint_interval_ms,
             block_cache_mib: self.block_cache_mib,
+            grpc_threads: self.grpc_threads,
             insecure: self.insecure.then_some(true),
             tls,
             limits: LimitSettings {

@@ -5,8 +5,10 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::config::{
@@ -86,6 +88,12 @@ pub enum ServerError {
     /// The transport failed.
     #[error("gRPC transport error: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// A thread serving gRPC could not be started.
+    #[error("cannot start a gRPC thread: {0}")]
+    Threads(std::io::Error),
+    /// A thread serving gRPC ended without reporting why.
+    #[error("gRPC thread {0} stopped unexpectedly")]
+    ThreadStopped(usize),
     /// The metrics address cannot be bound.
     #[error("cannot listen for metrics on {addr}: {source}")]
     MetricsListen {
@@ -308,15 +316,23 @@ pub async fn run(
             .await;
     };
 
-    tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving");
+    tracing::info!(
+        addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        grpc_threads = config.grpc_threads,
+        "serving"
+    );
     let mut builder = Server::builder();
     // A peer that stopped reading its socket (or vanished) never answers a ping: its
     // connection and the calls on it are closed instead of held.
     let keepalive = (!limits.keepalive.is_zero()).then_some(limits.keepalive);
-    if let Some(tls) = tls {
-        builder = builder.tls_config(tls)?;
-    }
-    let served = builder
+    let tls = match tls {
+        Some(tls) => {
+            builder = builder.tls_config(tls)?;
+            true
+        }
+        None => false,
+    };
+    let router = builder
         .layer(AuthLayer::new(auth, store.metrics().clone()))
         .timeout(limits.request_timeout)
         .http2_keepalive_interval(keepalive)
@@ -329,9 +345,8 @@ pub async fn run(
         .add_service(audit)
         .add_service(eligibility)
         .add_service(rights)
-        .add_service(admin)
-        .serve_with_incoming_shutdown(no_delay(listener), on_shutdown)
-        .await;
+        .add_service(admin);
+    let served = serve_on_threads(listener, router, tls, config.grpc_threads, on_shutdown).await;
 
     if let Some(reloader) = reloader {
         reloader.abort();
@@ -363,17 +378,197 @@ pub async fn run(
     Ok(())
 }
 
-/// Accepted connections with Nagle's algorithm off: a response written as headers then
-/// body must not wait for the client's delayed ACK (40 ms per small unary call).
-fn no_delay(
+/// The services behind the authentication layer, ready to serve connections.
+type Router = tonic::transport::server::Router<
+    tower::layer::util::Stack<AuthLayer, tower::layer::util::Identity>,
+>;
+
+/// Serves `router` on `threads` threads, each running a single-threaded runtime, until
+/// `shutdown` completes; then each thread finishes its in-flight calls.
+///
+/// An accepted connection goes to the thread with the fewest open connections and stays
+/// there, so its HTTP/2 framing and its calls run on one thread: a call's response is
+/// written by the task that reads the connection, together with every other response
+/// ready by then, with no hand-off between threads per call. (On one multi-threaded
+/// runtime each response woke the connection on another thread and left in a write of
+/// its own, its trailers often in a second one.) Blocking storage work still goes to
+/// each runtime's blocking pool, and appends to the writer thread.
+async fn serve_on_threads(
     listener: TcpListener,
-) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    use tokio_stream::StreamExt as _;
-    TcpListenerStream::new(listener).map(|accepted| {
-        let stream = accepted?;
-        stream.set_nodelay(true)?;
-        Ok(stream)
-    })
+    router: Router,
+    tls: bool,
+    threads: usize,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut lanes = Vec::with_capacity(threads);
+    let mut finished = Vec::with_capacity(threads);
+    for index in 0..threads.max(1) {
+        let (sender, accepted) = tokio::sync::mpsc::unbounded_channel::<std::net::TcpStream>();
+        let open = Arc::new(AtomicUsize::new(0));
+        let (done, finish) = tokio::sync::oneshot::channel();
+        let (router, mut stopped, counter) = (router.clone(), stopped.clone(), open.clone());
+        std::thread::Builder::new()
+            .name(format!("grpc-{index}"))
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(err) => {
+                        let _ = done.send(Err(ServerError::Threads(err)));
+                        return;
+                    }
+                };
+                let served = runtime.block_on(async move {
+                    use tokio_stream::StreamExt as _;
+                    // Registered with this thread's runtime as it is taken.
+                    let incoming = UnboundedReceiverStream::new(accepted).map(move |stream| {
+                        match tokio::net::TcpStream::from_std(stream) {
+                            Ok(stream) => Ok(Counted {
+                                stream,
+                                open: counter.clone(),
+                                vectored: tls,
+                            }),
+                            Err(err) => {
+                                counter.fetch_sub(1, Ordering::Relaxed);
+                                Err(err)
+                            }
+                        }
+                    });
+                    let stop = async move {
+                        let _ = stopped.wait_for(|stop| *stop).await;
+                    };
+                    router.serve_with_incoming_shutdown(incoming, stop).await
+                });
+                let _ = done.send(served.map_err(ServerError::from));
+            })
+            .map_err(ServerError::Threads)?;
+        lanes.push((sender, open));
+        finished.push(finish);
+    }
+
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut next = 0;
+    loop {
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted.and_then(|(stream, _)| {
+            // Nagle's algorithm off: a response written as headers then body must not
+            // wait for the client's delayed ACK (40 ms per small unary call).
+            stream.set_nodelay(true)?;
+            stream.into_std()
+        }) {
+            Ok(stream) => stream,
+            Err(err) => {
+                // Out of file descriptors, or a connection reset before it was taken:
+                // not the listener's end. A short pause keeps the first from spinning.
+                tracing::debug!(cause = %err, "could not accept a connection");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        // The least busy thread; ties go round, so threads fill evenly from the start.
+        let lane = (0..lanes.len())
+            .map(|offset| (next + offset) % lanes.len())
+            .min_by_key(|&lane| lanes[lane].1.load(Ordering::Relaxed))
+            .unwrap_or(0);
+        next = (lane + 1) % lanes.len();
+        lanes[lane].1.fetch_add(1, Ordering::Relaxed);
+        if lanes[lane].0.send(stream).is_err() {
+            // That thread ended early; its outcome is reported below.
+            break;
+        }
+    }
+    let _ = stop.send(true);
+    drop(lanes);
+    let mut outcome = Ok(());
+    for (index, finish) in finished.into_iter().enumerate() {
+        let served = finish
+            .await
+            .unwrap_or(Err(ServerError::ThreadStopped(index)));
+        if outcome.is_ok() {
+            outcome = served;
+        }
+    }
+    outcome
+}
+
+/// An accepted connection, counted among its thread's open connections until it closes.
+///
+/// Over plaintext it does not offer vectored writes. HTTP/2 then copies a response body of
+/// up to 1 KiB into its write buffer rather than queueing it as a separate slice, which it
+/// must write out before buffering any further frame; so the responses ready at once (a
+/// `Check` answer is 400–800 bytes), with their headers and trailers, leave in one
+/// `write` instead of one or two `writev`s each. Under TLS the record layer batches its
+/// own writes and is given vectored writes.
+struct Counted {
+    stream: tokio::net::TcpStream,
+    open: Arc<AtomicUsize>,
+    vectored: bool,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl tonic::transport::server::Connected for Counted {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.stream.connect_info()
+    }
+}
+
+impl tokio::io::AsyncRead for Counted {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Counted {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.vectored
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
 }
 
 /// Signs a checkpoint every `interval` when the tree has grown since the last one.
@@ -508,6 +703,7 @@ pub fn check_settings(
         log_origin: serve.log_origin.clone(),
         checkpoint_interval_ms: Some(serve.checkpoint_interval.as_millis() as u64),
         block_cache_mib: Some((serve.block_cache_bytes >> 20) as u64),
+        grpc_threads: Some(serve.grpc_threads as u64),
         insecure: Some(resolved.insecure),
         tls: serve.tls.as_ref().map(|t| TlsSettings {
             cert: Some(t.cert.clone()),

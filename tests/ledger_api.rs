@@ -714,6 +714,54 @@ async fn health_and_reflection_answer_generic_clients() {
     server.stop().await;
 }
 
+/// More connections than gRPC threads, all busy at once: every connection is served, the
+/// appends on all of them land in one gapless sequence, and a graceful stop ends every
+/// thread cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_share_the_grpc_threads_and_all_stop_cleanly() {
+    const CONNECTIONS: usize = 7;
+    const EACH: usize = 12;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_config(consent_ledger::config::ServeConfig {
+        data_dir: dir.path().to_path_buf(),
+        grpc_threads: 3,
+        ..Default::default()
+    })
+    .await;
+    let mut clients = Vec::new();
+    for _ in 0..CONNECTIONS {
+        clients.push(server.client().await);
+    }
+    let calls = clients.into_iter().enumerate().map(|(c, mut client)| {
+        tokio::spawn(async move {
+            let contact = format!("crm-lane-{c}");
+            let mut seqs = vec![append(&mut client, registered(&contact, "US")).await.seq];
+            for _ in 1..EACH {
+                let granted = consent_granted(&contact, "email_marketing");
+                seqs.push(append(&mut client, granted).await.seq);
+            }
+            assert_eq!(history(&mut client, &contact).await.len(), EACH);
+            seqs
+        })
+    });
+    let mut seqs: Vec<u64> = futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .flat_map(Result::unwrap)
+        .collect();
+    seqs.sort_unstable();
+    // Seq 1 is the policy activation.
+    let expected: Vec<u64> = (2..2 + (CONNECTIONS * EACH) as u64).collect();
+    assert_eq!(seqs, expected);
+    let mut client = server.client().await;
+    assert_eq!(
+        tree_head(&mut client).await.0,
+        1 + (CONNECTIONS * EACH) as u64
+    );
+    drop(client);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_clean_restart_keeps_tree_chains_and_sequence() {
     let dir = tempfile::tempdir().unwrap();
