@@ -124,10 +124,7 @@ pub async fn run_append(bench: AppendBench) -> anyhow::Result<BenchReport> {
         bench.concurrency > 0 && bench.connections > 0 && bench.batch > 0,
         "concurrency, connections and batch must be at least 1"
     );
-    let mut channels = Vec::with_capacity(bench.connections);
-    for _ in 0..bench.connections {
-        channels.push(bench.connection.channel().await?);
-    }
+    let lanes = Lanes::connect(&bench.connection, bench.connections).await?;
     let token = BearerToken::new(bench.connection.token.as_deref())?;
     // Contact ids unique to this run, so runs can repeat against the same ledger.
     let run = format!("{:x}", chrono::Utc::now().timestamp_micros());
@@ -136,19 +133,13 @@ pub async fn run_append(bench: AppendBench) -> anyhow::Result<BenchReport> {
     let errors = Arc::new(AtomicU64::new(0));
     let mut workers = Vec::with_capacity(bench.concurrency);
     for worker in 0..bench.concurrency {
-        let client = LedgerServiceClient::with_interceptor(
-            channels[worker % channels.len()].clone(),
-            token.clone(),
-        );
         let prefix = format!("bench-{run}-{worker}");
-        workers.push(tokio::spawn(append_worker(
-            client,
-            prefix,
-            bench.clone(),
-            measuring.clone(),
-            stop.clone(),
-            errors.clone(),
-        )));
+        let (bench, token) = (bench.clone(), token.clone());
+        let (measuring, stop, errors) = (measuring.clone(), stop.clone(), errors.clone());
+        workers.push(lanes.spawn(worker, move |channel| {
+            let client = LedgerServiceClient::with_interceptor(channel, token);
+            append_worker(client, prefix, bench, measuring, stop, errors)
+        }));
     }
     tokio::time::sleep(bench.warmup).await;
     errors.store(0, Ordering::Relaxed);
@@ -188,6 +179,78 @@ pub async fn run_append(bench: AppendBench) -> anyhow::Result<BenchReport> {
         p999_us: histogram.value_at_quantile(0.999),
         max_us: histogram.max(),
     })
+}
+
+/// The load generator's connections, each served by a thread of its own with a
+/// single-threaded runtime, like the server's: the requests of the workers on one
+/// connection leave together and their responses are read together, with no hand-off
+/// between threads per request. `pgbench -j` runs its connections the same way.
+struct Lanes {
+    lanes: Vec<Lane>,
+}
+
+/// One connection and the runtime of its thread.
+struct Lane {
+    channel: tonic::transport::Channel,
+    runtime: tokio::runtime::Handle,
+    /// Dropped with the lane: the thread then ends, and its runtime with it.
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Lanes {
+    /// Opens `count` connections, each on a thread of its own.
+    async fn connect(connection: &super::Connection, count: usize) -> anyhow::Result<Self> {
+        let mut lanes = Vec::with_capacity(count);
+        for index in 0..count {
+            let (ready, opened) = tokio::sync::oneshot::channel();
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let connection = connection.clone();
+            std::thread::Builder::new()
+                .name(format!("bench-connection-{index}"))
+                .spawn(move || {
+                    let runtime = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(runtime) => runtime,
+                        Err(err) => {
+                            let _ = ready.send(Err(anyhow::Error::from(err)));
+                            return;
+                        }
+                    };
+                    runtime.block_on(async move {
+                        let channel = connection.channel().await;
+                        let opened = channel.map(|c| (c, tokio::runtime::Handle::current()));
+                        if ready.send(opened).is_ok() {
+                            let _ = stopped.await;
+                        }
+                    });
+                })?;
+            let (channel, runtime) = opened
+                .await
+                .map_err(|_| anyhow::anyhow!("a connection thread stopped"))??;
+            lanes.push(Lane {
+                channel,
+                runtime,
+                _stop: stop,
+            });
+        }
+        Ok(Self { lanes })
+    }
+
+    /// Runs worker `worker` on connection `worker % count`, on that connection's thread.
+    fn spawn<F>(
+        &self,
+        worker: usize,
+        start: impl FnOnce(tonic::transport::Channel) -> F,
+    ) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let lane = &self.lanes[worker % self.lanes.len()];
+        lane.runtime.spawn(start(lane.channel.clone()))
+    }
 }
 
 fn new_histogram() -> Histogram<u64> {
@@ -1024,10 +1087,7 @@ pub async fn run_check(bench: CheckBench) -> anyhow::Result<BenchReport> {
     if let Some(seeded) = &seeded {
         eprintln!("{}", seeded.line());
     }
-    let mut channels = Vec::with_capacity(bench.connections);
-    for _ in 0..bench.connections {
-        channels.push(bench.connection.channel().await?);
-    }
+    let lanes = Lanes::connect(&bench.connection, bench.connections).await?;
     let token = BearerToken::new(bench.connection.token.as_deref())?;
     let contacts = bench.population.contacts;
     let errors = Arc::new(AtomicU64::new(0));
@@ -1050,21 +1110,16 @@ pub async fn run_check(bench: CheckBench) -> anyhow::Result<BenchReport> {
     };
     let mut workers = Vec::with_capacity(bench.concurrency);
     for worker in 0..bench.concurrency {
-        let client = EligibilityServiceClient::with_interceptor(
-            channels[worker % channels.len()].clone(),
-            token.clone(),
-        );
         let picker = Picker {
             prefix: prefix.clone(),
             contacts,
             rng: SplitMix::new(worker as u64 + 1),
         };
-        workers.push(tokio::spawn(check_worker(
-            client,
-            picker,
-            pace.clone(),
-            errors.clone(),
-        )));
+        let (token, pace, errors) = (token.clone(), pace.clone(), errors.clone());
+        workers.push(lanes.spawn(worker, move |channel| {
+            let client = EligibilityServiceClient::with_interceptor(channel, token);
+            check_worker(client, picker, pace, errors)
+        }));
     }
     let closed_seconds = match &pace {
         Pace::Closed { measuring, stop } => {
