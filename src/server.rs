@@ -3,9 +3,8 @@
 //! caller's future.
 
 use std::future::Future;
-use std::sync::Arc;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::UnboundedReceiverStream;
