@@ -1151,6 +1151,11 @@ enum LedgerCommand {
     },
 }
 
+/// mimalloc rather than glibc's malloc: decoding contact states and answering calls
+/// allocate and free small objects on several threads at a high rate.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
