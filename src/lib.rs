@@ -31,3 +31,4 @@ pub mod rights;
 pub mod server;
 pub mod service;
 pub mod store;
+mod threads;

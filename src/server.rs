@@ -405,43 +405,28 @@ async fn serve_on_threads(
     for index in 0..threads.max(1) {
         let (sender, accepted) = tokio::sync::mpsc::unbounded_channel::<std::net::TcpStream>();
         let open = Arc::new(AtomicUsize::new(0));
-        let (done, finish) = tokio::sync::oneshot::channel();
         let (router, mut stopped, counter) = (router.clone(), stopped.clone(), open.clone());
-        std::thread::Builder::new()
-            .name(format!("grpc-{index}"))
-            .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => runtime,
-                    Err(err) => {
-                        let _ = done.send(Err(ServerError::Threads(err)));
-                        return;
-                    }
-                };
-                let served = runtime.block_on(async move {
-                    use tokio_stream::StreamExt as _;
-                    // Registered with this thread's runtime as it is taken.
-                    let incoming = UnboundedReceiverStream::new(accepted).map(move |stream| {
-                        match tokio::net::TcpStream::from_std(stream) {
-                            Ok(stream) => Ok(Counted {
-                                stream,
-                                open: counter.clone(),
-                                vectored: tls,
-                            }),
-                            Err(err) => {
-                                counter.fetch_sub(1, Ordering::Relaxed);
-                                Err(err)
-                            }
+        let finish =
+            crate::threads::spawn_single_threaded(format!("grpc-{index}"), move || async move {
+                use tokio_stream::StreamExt as _;
+                // Registered with this thread's runtime as it is taken.
+                let incoming = UnboundedReceiverStream::new(accepted).map(move |stream| {
+                    match tokio::net::TcpStream::from_std(stream) {
+                        Ok(stream) => Ok(Counted {
+                            stream,
+                            open: counter.clone(),
+                            vectored: tls,
+                        }),
+                        Err(err) => {
+                            counter.fetch_sub(1, Ordering::Relaxed);
+                            Err(err)
                         }
-                    });
-                    let stop = async move {
-                        let _ = stopped.wait_for(|stop| *stop).await;
-                    };
-                    router.serve_with_incoming_shutdown(incoming, stop).await
+                    }
                 });
-                let _ = done.send(served.map_err(ServerError::from));
+                let stop = async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                };
+                router.serve_with_incoming_shutdown(incoming, stop).await
             })
             .map_err(ServerError::Threads)?;
         lanes.push((sender, open));
@@ -486,9 +471,11 @@ async fn serve_on_threads(
     drop(lanes);
     let mut outcome = Ok(());
     for (index, finish) in finished.into_iter().enumerate() {
-        let served = finish
-            .await
-            .unwrap_or(Err(ServerError::ThreadStopped(index)));
+        let served = match finish.await {
+            Ok(Ok(served)) => served.map_err(ServerError::from),
+            Ok(Err(err)) => Err(ServerError::Threads(err)),
+            Err(_) => Err(ServerError::ThreadStopped(index)),
+        };
         if outcome.is_ok() {
             outcome = served;
         }

@@ -205,30 +205,22 @@ impl Lanes {
             let (ready, opened) = tokio::sync::oneshot::channel();
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
             let connection = connection.clone();
-            std::thread::Builder::new()
-                .name(format!("bench-connection-{index}"))
-                .spawn(move || {
-                    let runtime = match tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                    {
-                        Ok(runtime) => runtime,
-                        Err(err) => {
-                            let _ = ready.send(Err(anyhow::Error::from(err)));
-                            return;
-                        }
-                    };
-                    runtime.block_on(async move {
-                        let channel = connection.channel().await;
-                        let opened = channel.map(|c| (c, tokio::runtime::Handle::current()));
-                        if ready.send(opened).is_ok() {
-                            let _ = stopped.await;
-                        }
-                    });
-                })?;
-            let (channel, runtime) = opened
-                .await
-                .map_err(|_| anyhow::anyhow!("a connection thread stopped"))??;
+            let name = format!("bench-connection-{index}");
+            let finished = crate::threads::spawn_single_threaded(name, move || async move {
+                let channel = connection.channel().await;
+                let opened = channel.map(|c| (c, tokio::runtime::Handle::current()));
+                if ready.send(opened).is_ok() {
+                    let _ = stopped.await;
+                }
+            })?;
+            let (channel, runtime) = match opened.await {
+                Ok(opened) => opened?,
+                // The thread ended before it connected: its runtime did not start.
+                Err(_) => match finished.await {
+                    Ok(Err(err)) => return Err(err.into()),
+                    _ => anyhow::bail!("a connection thread stopped"),
+                },
+            };
             lanes.push(Lane {
                 channel,
                 runtime,
