@@ -306,6 +306,10 @@ struct Group<'s> {
     frontier: Frontier,
     now: DateTime<Utc>,
     batch: WriteBatch,
+    /// Merkle nodes and contact-index rows completed by the group, written at commit in
+    /// key order (see [`Group::commit`]).
+    nodes: Vec<([u8; 9], Hash)>,
+    index_rows: Vec<(Vec<u8>, [u8; 8])>,
     states: HashMap<ContactId, ContactState>,
     /// Heads of the ledger's own chains touched by the group.
     internal_heads: HashMap<ContactId, ChainHead>,
@@ -332,6 +336,8 @@ impl<'s> Group<'s> {
             frontier,
             now,
             batch: WriteBatch::default(),
+            nodes: Vec::new(),
+            index_rows: Vec::new(),
             states: HashMap::new(),
             internal_heads: HashMap::new(),
             key_uses: HashMap::new(),
@@ -550,11 +556,10 @@ impl<'s> Group<'s> {
         let db = self.store;
         self.batch
             .put_cf(db.cf(keys::ENTRIES), keys::seq_key(seq), &bytes);
-        self.batch.put_cf(
-            db.cf(keys::CONTACT_INDEX),
+        self.index_rows.push((
             keys::contact_index_key(event.contact_id.as_str(), contact_seq),
             keys::seq_key(seq),
-        );
+        ));
         if let Some(sealed) = sealed {
             if let Some(wrapped) = &sealed.new_key {
                 self.batch
@@ -573,11 +578,8 @@ impl<'s> Group<'s> {
             self.stage_erasure(&event.contact_id, seq)?;
         }
         for node in self.frontier.push(hash) {
-            self.batch.put_cf(
-                db.cf(keys::MERKLE),
-                keys::merkle_key(node.level, node.index),
-                node.hash,
-            );
+            self.nodes
+                .push((keys::merkle_key(node.level, node.index), node.hash));
         }
         match next {
             Next::Contact(next) => {
@@ -631,7 +633,21 @@ impl<'s> Group<'s> {
             return Ok((self.frontier, head));
         }
         let db = self.store;
-        for (contact, state) in &self.states {
+        // Each family's rows go to its memtable in key order: a skip list inserts a key
+        // next to the one before it cheaply, and far from it at the cost of a search from
+        // the top (Merkle levels interleave, contacts come in any order). Keys within each
+        // list are distinct, so the order changes nothing that is written.
+        self.nodes.sort_unstable_by_key(|node| node.0);
+        for (key, hash) in &self.nodes {
+            self.batch.put_cf(db.cf(keys::MERKLE), key, hash);
+        }
+        self.index_rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (key, seq) in &self.index_rows {
+            self.batch.put_cf(db.cf(keys::CONTACT_INDEX), key, seq);
+        }
+        let mut states: Vec<_> = self.states.iter().collect();
+        states.sort_unstable_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        for (contact, state) in states {
             let bytes = projection::encode_state(state);
             self.batch
                 .put_cf(db.cf(keys::STATE), contact.as_str(), bytes);
