@@ -1162,6 +1162,36 @@ mod past_equals_fresh {
         )
     }
 
+    /// The brief decision `Screen` gives for one contact.
+    async fn screen_brief(
+        server: &TestServer,
+        contact: &str,
+        purpose: &str,
+        channel: &str,
+    ) -> pb::Decision {
+        let request = pb::ScreenRequest {
+            target: Some(pb::ScreenTarget {
+                purpose: purpose.into(),
+                channel: channel.into(),
+                brief: true,
+                ..Default::default()
+            }),
+            contact_ids: vec![contact.into()],
+        };
+        let mut stream = eligibility(server)
+            .await
+            .screen(tokio_stream::iter(vec![request]))
+            .await
+            .unwrap()
+            .into_inner();
+        match stream.message().await.unwrap().and_then(|r| r.kind) {
+            Some(pb::screen_response::Kind::Decisions(mut d)) if d.decisions.len() == 1 => {
+                d.decisions.remove(0)
+            }
+            other => panic!("one decision comes first, not {other:?}"),
+        }
+    }
+
     async fn check_case(full: &TestServer, fresh: &TestServer, case: &Case, n: usize) {
         let c = format!("prop-{n}");
         let base = Utc::now() - Duration::days(30);
@@ -1208,11 +1238,21 @@ mod past_equals_fresh {
             };
             let then = past.check(ask(Some(t))).await.unwrap().into_inner();
             match now.check(ask(None)).await {
-                Ok(today) => assert_eq!(
-                    essence(&then),
-                    essence(today.get_ref()),
-                    "{purpose} at T={t} for {case:#?}\nat T: {then:#?}\nfresh: {today:#?}"
-                ),
+                Ok(today) => {
+                    let today = today.into_inner();
+                    assert_eq!(
+                        essence(&then),
+                        essence(&today),
+                        "{purpose} at T={t} for {case:#?}\nat T: {then:#?}\nfresh: {today:#?}"
+                    );
+                    // A brief decision is the same decision, unexplained.
+                    let brief = screen_brief(fresh, &c, purpose, channel).await;
+                    assert_eq!(
+                        (brief.allowed, brief.rule_id.as_str(), brief.regime),
+                        (today.allowed, today.rule_id.as_str(), today.regime),
+                        "brief {purpose} for {case:#?}\nfull: {today:#?}"
+                    );
+                }
                 Err(status) => {
                     assert_eq!(status.code(), Code::NotFound, "{status:?}");
                     assert_eq!(then.rule_id, "contact.unknown", "{then:?}");

@@ -2,7 +2,8 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::de::Visitor;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::ValidationError;
 
@@ -27,8 +28,7 @@ const ISO_3166_1_ALPHA_2: [&str; 249] = [
 ];
 
 /// An assigned ISO 3166-1 alpha-2 country code, upper case.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Country([u8; 2]);
 
 impl Country {
@@ -58,16 +58,27 @@ impl fmt::Display for Country {
     }
 }
 
-impl TryFrom<String> for Country {
-    type Error = ValidationError;
-    fn try_from(code: String) -> Result<Self, Self::Error> {
-        Self::parse("country", &code)
+// As the code, read from the input in place: every stored state holds a country, and a
+// screened list decodes one per contact.
+impl Serialize for Country {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 
-impl From<Country> for String {
-    fn from(country: Country) -> Self {
-        country.as_str().to_owned()
+impl<'de> Deserialize<'de> for Country {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Code;
+        impl Visitor<'_> for Code {
+            type Value = Country;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an ISO 3166-1 alpha-2 country code")
+            }
+            fn visit_str<E: serde::de::Error>(self, code: &str) -> Result<Country, E> {
+                Country::parse("country", code).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(Code)
     }
 }
 

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Months, Utc};
 
 use super::pack::{CountryPolicy, PolicyPack, PurposePolicy, PurposeRule, Regime};
-use crate::ledger::projection::{ConsentState, EvidenceRef, Grant};
+use crate::ledger::projection::{ConsentState, EvidenceRef, Grant, Objection};
 use crate::ledger::ContactState;
 use crate::model::{Audience, ConsentMethod, Country, LegalBasis, Lifecycle, ObjectionScope};
 
@@ -80,6 +80,8 @@ pub struct Decision {
     pub warnings: Vec<String>,
     /// The entries relied on.
     pub evidence: Vec<Evidence>,
+    /// Whether reasons, warnings and evidence are gathered (see [`decide_brief`]).
+    explained: bool,
 }
 
 /// Decides `purpose` on `channel` for a contact in `state` at time `at` under `pack`.
@@ -92,6 +94,30 @@ pub fn decide(
     channel: &str,
     at: DateTime<Utc>,
 ) -> Decision {
+    decide_with(pack, state, purpose, channel, at, true)
+}
+
+/// [`decide`] without the explanation: the same outcome, rule and regime, with no
+/// reasons, warnings or evidence, none of which is then written out. What a screened
+/// campaign list asks for, contact after contact.
+pub fn decide_brief(
+    pack: &PolicyPack,
+    state: &ContactState,
+    purpose: &str,
+    channel: &str,
+    at: DateTime<Utc>,
+) -> Decision {
+    decide_with(pack, state, purpose, channel, at, false)
+}
+
+fn decide_with(
+    pack: &PolicyPack,
+    state: &ContactState,
+    purpose: &str,
+    channel: &str,
+    at: DateTime<Utc>,
+    explained: bool,
+) -> Decision {
     let mut decision = Decision {
         allowed: false,
         rule_id: "",
@@ -101,12 +127,12 @@ pub fn decide(
         reasons: Vec::new(),
         warnings: Vec::new(),
         evidence: Vec::new(),
+        explained,
     };
     let Some(policy) = pack.purposes.get(purpose) else {
-        return decision.deny(
-            "purpose.unknown",
-            format!("policy {} does not define purpose {purpose}", pack.version),
-        );
+        return decision.deny("purpose.unknown", || {
+            format!("policy {} does not define purpose {purpose}", pack.version)
+        });
     };
     let ctx = Context {
         pack,
@@ -117,7 +143,7 @@ pub fn decide(
         policy,
     };
     if policy.rule != PurposeRule::LegalBasis && ctx.storage_basis().is_none() {
-        decision.warnings.push(storage_basis_warning(pack));
+        decision.warn(|| storage_basis_warning(pack));
     }
     ctx.decide(decision)
 }
@@ -147,7 +173,7 @@ impl Context<'_> {
             d.cite(EvidenceRole::Erasure, erasure);
             return d.deny(
                 "erased",
-                format!(
+                || format!(
                     "the person's data was erased (GDPR Art. 17) at contact seq {}: no purpose may be carried out, and the identity is suppressed",
                     erasure.contact_seq
                 ),
@@ -158,16 +184,16 @@ impl Context<'_> {
                 d.cite(EvidenceRole::Restriction, restriction.evidence);
                 return d.deny(
                     "restriction",
-                    format!(
+                    || format!(
                         "processing is restricted (GDPR Art. 18) since contact seq {}: only storage is allowed until the restriction is lifted",
                         restriction.evidence.contact_seq
                     ),
                 );
             }
         }
-        if let Some((objection, why)) = self.objection() {
-            d.cite(EvidenceRole::Objection, objection);
-            return d.deny("objection", why);
+        if let Some(objection) = self.objection() {
+            d.cite(EvidenceRole::Objection, objection.evidence);
+            return d.deny("objection", || self.objection_reason(objection));
         }
         match self.policy.rule {
             PurposeRule::LegalBasis => self.legal_basis(d),
@@ -179,30 +205,38 @@ impl Context<'_> {
 
     /// The objection in force that covers this purpose, unless the person gave explicit
     /// consent for it afterwards.
-    fn objection(&self) -> Option<(EvidenceRef, String)> {
+    fn objection(&self) -> Option<&Objection> {
         let consent = self.consent(self.country_policy());
         let regranted_after = |objection: &EvidenceRef| match &consent {
             Ok(grant) => is_explicit(grant.method) && later(&grant.evidence, objection),
             _ => false,
         };
-        self.state.objections.iter().rev().find_map(|o| {
-            let why = match &o.scope {
-                ObjectionScope::DirectMarketing if self.policy.direct_marketing => format!(
-                    "the person objected to direct marketing (GDPR Art. 21(2)-(3), absolute) at contact seq {}; it covers {} and related profiling",
-                    o.evidence.contact_seq, self.purpose
-                ),
-                ObjectionScope::Profiling if self.policy.profiling => format!(
-                    "the person objected to profiling (GDPR Art. 21) at contact seq {}",
-                    o.evidence.contact_seq
-                ),
-                ObjectionScope::Purpose(p) if p.as_str() == self.purpose => format!(
-                    "the person objected to processing for {} (GDPR Art. 21(1)) at contact seq {}",
-                    self.purpose, o.evidence.contact_seq
-                ),
-                _ => return None,
+        self.state.objections.iter().rev().find(|o| {
+            let covers = match &o.scope {
+                ObjectionScope::DirectMarketing => self.policy.direct_marketing,
+                ObjectionScope::Profiling => self.policy.profiling,
+                ObjectionScope::Purpose(p) => p.as_str() == self.purpose,
             };
-            (!regranted_after(&o.evidence)).then_some((o.evidence, why))
+            covers && !regranted_after(&o.evidence)
         })
+    }
+
+    /// Why `objection` (one [`Context::objection`] found) denies this purpose.
+    fn objection_reason(&self, objection: &Objection) -> String {
+        let at = objection.evidence.contact_seq;
+        match &objection.scope {
+            ObjectionScope::DirectMarketing => format!(
+                "the person objected to direct marketing (GDPR Art. 21(2)-(3), absolute) at contact seq {at}; it covers {} and related profiling",
+                self.purpose
+            ),
+            ObjectionScope::Profiling => {
+                format!("the person objected to profiling (GDPR Art. 21) at contact seq {at}")
+            }
+            ObjectionScope::Purpose(_) => format!(
+                "the person objected to processing for {} (GDPR Art. 21(1)) at contact seq {at}",
+                self.purpose
+            ),
+        }
     }
 
     fn legal_basis(&self, mut d: Decision) -> Decision {
@@ -214,7 +248,7 @@ impl Context<'_> {
         else {
             return d.deny(
                 "legal_basis.missing",
-                format!(
+                || format!(
                     "no lawful basis (GDPR Art. 6(1)) is recorded for {}: record one with legal_basis_recorded",
                     self.purpose
                 ),
@@ -225,26 +259,24 @@ impl Context<'_> {
             return match self.consent(self.country_policy()) {
                 Ok(grant) => {
                     d.cite(EvidenceRole::Consent, grant.evidence);
-                    d.allow(
-                        "legal_basis.recorded",
+                    d.allow("legal_basis.recorded", || {
                         format!(
                             "the basis recorded for {} is consent, and it is in force",
                             self.purpose
-                        ),
-                    )
+                        )
+                    })
                 }
                 Err(status) => self.deny_consent(d, status),
             };
         }
-        d.allow(
-            "legal_basis.recorded",
+        d.allow("legal_basis.recorded", || {
             format!(
                 "{} rests on {} (GDPR Art. 6(1)), recorded at contact seq {}",
                 self.purpose,
                 basis_name(basis.basis),
                 basis.evidence.contact_seq
-            ),
-        )
+            )
+        })
     }
 
     fn country_regime(&self, mut d: Decision) -> Decision {
@@ -261,13 +293,13 @@ impl Context<'_> {
                 if self.pack.unknown_country == Regime::Excluded {
                     return d.deny(
                         "country.unknown",
-                        format!(
+                        || format!(
                             "policy {} has no rule for country {country}, and countries without a rule are excluded",
                             self.pack.version
                         ),
                     );
                 }
-                d.warnings.push(format!(
+                d.warn(|| format!(
                     "policy {} has no rule for country {country}; its default for unknown countries ({}) applies",
                     self.pack.version, self.pack.unknown_country
                 ));
@@ -280,18 +312,16 @@ impl Context<'_> {
             country_policy.and_then(|c| c.b2b_condition.as_ref()),
             self.state.relationship.audience,
         ) {
-            d.warnings
-                .push(format!("B2B condition in {country}: {condition}"));
+            d.warn(|| format!("B2B condition in {country}: {condition}"));
         }
         let consent = self.consent(country_policy);
         match regime {
-            Regime::Excluded => d.deny(
-                "regime.excluded",
+            Regime::Excluded => d.deny("regime.excluded", || {
                 format!(
                     "policy {} excludes {audience} contacts in {country} from {}",
                     self.pack.version, self.purpose
-                ),
-            ),
+                )
+            }),
             Regime::OptOut => match consent {
                 Err(
                     Refusal::Withdrawn(_, withdrawal) | Refusal::OptedOutWithoutGrant(withdrawal),
@@ -299,7 +329,7 @@ impl Context<'_> {
                     d.cite(EvidenceRole::Withdrawal, withdrawal);
                     d.deny(
                         "opt_out.opted_out",
-                        format!(
+                        || format!(
                             "{country} is an opt-out country for {audience} contacts, and the person opted out of {} on {} at contact seq {}",
                             self.purpose, self.channel, withdrawal.contact_seq
                         ),
@@ -310,7 +340,7 @@ impl Context<'_> {
                     d.cite(EvidenceRole::Consent, grant.evidence);
                     d.allow(
                         "consent.granted",
-                        format!(
+                        || format!(
                             "{country} is an opt-out country for {audience} contacts ({}), and consent to {} on {} was given at contact seq {}",
                             source(country_policy), self.purpose, self.channel, grant.evidence.contact_seq
                         ),
@@ -320,7 +350,7 @@ impl Context<'_> {
                     let Some(basis) = self.storage_basis() else {
                         return d.deny(
                             "opt_out.no_basis",
-                            format!(
+                            || format!(
                                 "{country} is an opt-out country for {audience} contacts, but the contact may be emailed only once a lawful basis for holding it is recorded"
                             ),
                         );
@@ -331,7 +361,7 @@ impl Context<'_> {
                     }
                     d.allow(
                         "opt_out.allowed",
-                        format!(
+                        || format!(
                             "{country} is an opt-out country for {audience} contacts ({}), the contact is held on a recorded basis, and the person has not opted out of {} on {}",
                             source(country_policy), self.purpose, self.channel
                         ),
@@ -346,7 +376,7 @@ impl Context<'_> {
                         if !double {
                             return d.allow(
                                 "consent.granted",
-                                format!(
+                                || format!(
                                     "{country} is an opt-in country for {audience} contacts ({}), and consent to {} on {} was given at contact seq {}",
                                     source(country_policy), self.purpose, self.channel, grant.evidence.contact_seq
                                 ),
@@ -357,7 +387,7 @@ impl Context<'_> {
                                 d.cite(EvidenceRole::DoubleOptInConfirmation, confirmed);
                                 d.allow(
                                     "double_opt_in.confirmed",
-                                    format!(
+                                    || format!(
                                         "{country} requires double opt-in for {audience} contacts ({}): consent given at contact seq {} and confirmed at contact seq {}",
                                         source(country_policy), grant.evidence.contact_seq, confirmed.contact_seq
                                     ),
@@ -366,7 +396,7 @@ impl Context<'_> {
                             None => self.existing_customer(d, country_policy).unwrap_or_else(|d| {
                                 d.deny(
                                     "double_opt_in.unconfirmed",
-                                    format!(
+                                    || format!(
                                         "{country} requires double opt-in for {audience} contacts ({}): consent was given at contact seq {} but no confirmation of it is recorded",
                                         source(country_policy), grant.evidence.contact_seq
                                     ),
@@ -380,15 +410,17 @@ impl Context<'_> {
                     Err(other) => match self.existing_customer(d, country_policy) {
                         Ok(allowed) => allowed,
                         Err(mut d) => {
-                            d.reasons.push(format!(
-                                "{country} is {} country for {audience} contacts ({})",
-                                if double {
-                                    "a double-opt-in"
-                                } else {
-                                    "an opt-in"
-                                },
-                                source(country_policy)
-                            ));
+                            d.reason(|| {
+                                format!(
+                                    "{country} is {} country for {audience} contacts ({})",
+                                    if double {
+                                        "a double-opt-in"
+                                    } else {
+                                        "an opt-in"
+                                    },
+                                    source(country_policy)
+                                )
+                            });
                             self.deny_consent(d, other)
                         }
                     },
@@ -411,12 +443,12 @@ impl Context<'_> {
             return Err(d);
         }
         d.cite(EvidenceRole::Relationship, self.state.relationship_evidence);
-        d.warnings.push(
-            "existing-customer exception: only for the company's own similar products or services, and every message must offer an easy opt-out".into(),
-        );
+        d.warn(|| {
+            "existing-customer exception: only for the company's own similar products or services, and every message must offer an easy opt-out".into()
+        });
         Ok(d.allow(
             "existing_customer",
-            format!(
+            || format!(
                 "the contact is an existing customer (contact seq {}) and {} allows direct marketing to existing customers without consent ({})",
                 self.state.relationship_evidence.contact_seq,
                 self.state.country,
@@ -429,13 +461,12 @@ impl Context<'_> {
         match self.consent(self.country_policy()) {
             Ok(grant) if is_explicit(grant.method) => {
                 d.cite(EvidenceRole::Consent, grant.evidence);
-                d.allow(
-                    "consent.granted",
+                d.allow("consent.granted", || {
                     format!(
                         "{} needs explicit consent everywhere, and it was given at contact seq {}",
                         self.purpose, grant.evidence.contact_seq
-                    ),
-                )
+                    )
+                })
             }
             Ok(grant) => self.deny_consent(d, Refusal::NotExplicit(grant)),
             Err(status) => self.deny_consent(d, status),
@@ -446,13 +477,12 @@ impl Context<'_> {
         match self.consent(self.country_policy()) {
             Ok(grant) => {
                 d.cite(EvidenceRole::Consent, grant.evidence);
-                d.allow(
-                    "consent.granted",
+                d.allow("consent.granted", || {
                     format!(
                         "consent to {} was given at contact seq {}",
                         self.purpose, grant.evidence.contact_seq
-                    ),
-                )
+                    )
+                })
             }
             Err(status @ (Refusal::Withdrawn(..) | Refusal::OptedOutWithoutGrant(_))) => {
                 self.deny_consent(d, status)
@@ -466,14 +496,14 @@ impl Context<'_> {
                         d.cite(EvidenceRole::LegalBasis, basis.evidence);
                         d.allow(
                             "legitimate_interests",
-                            format!(
+                            || format!(
                                 "{} rests on legitimate interests (GDPR Art. 6(1)(f)) recorded at contact seq {}, and the person has not objected",
                                 self.purpose, basis.evidence.contact_seq
                             ),
                         )
                     }
                     None => {
-                        d.reasons.push(format!(
+                        d.reason(|| format!(
                             "{} needs consent, or a recorded legitimate-interests basis with no objection; neither is recorded",
                             self.purpose
                         ));
@@ -487,18 +517,17 @@ impl Context<'_> {
     fn deny_consent(&self, mut d: Decision, status: Refusal<'_>) -> Decision {
         let (purpose, channel) = (self.purpose, self.channel);
         match status {
-            Refusal::Missing => d.deny(
-                "consent.missing",
+            Refusal::Missing => d.deny("consent.missing", || {
                 format!(
                     "no consent to {purpose} on {channel} is recorded (default: do not contact)"
-                ),
-            ),
+                )
+            }),
             Refusal::Withdrawn(grant, withdrawal) => {
                 d.cite(EvidenceRole::Consent, grant.evidence);
                 d.cite(EvidenceRole::Withdrawal, withdrawal);
                 d.deny(
                     "consent.withdrawn",
-                    format!(
+                    || format!(
                         "consent to {purpose} on {channel} given at contact seq {} was withdrawn at contact seq {}",
                         grant.evidence.contact_seq, withdrawal.contact_seq
                     ),
@@ -506,30 +535,28 @@ impl Context<'_> {
             }
             Refusal::OptedOutWithoutGrant(withdrawal) => {
                 d.cite(EvidenceRole::Withdrawal, withdrawal);
-                d.deny(
-                    "consent.withdrawn",
+                d.deny("consent.withdrawn", || {
                     format!(
                         "the person opted out of {purpose} on {channel} at contact seq {}",
                         withdrawal.contact_seq
-                    ),
-                )
+                    )
+                })
             }
             Refusal::Expired(grant, ended) => {
                 d.cite(EvidenceRole::Consent, grant.evidence);
-                d.deny(
-                    "consent.expired",
+                d.deny("consent.expired", || {
                     format!(
                         "consent to {purpose} on {channel} given at contact seq {} expired at {}",
                         grant.evidence.contact_seq,
                         ended.to_rfc3339()
-                    ),
-                )
+                    )
+                })
             }
             Refusal::ImpliedNotAccepted(grant) => {
                 d.cite(EvidenceRole::Consent, grant.evidence);
                 d.deny(
                     "consent.implied_not_accepted",
-                    format!(
+                    || format!(
                         "the consent at contact seq {} is implied ({}), and policy {} does not accept implied consent in {}",
                         grant.evidence.contact_seq,
                         method_name(grant.method),
@@ -542,7 +569,7 @@ impl Context<'_> {
                 d.cite(EvidenceRole::Consent, grant.evidence);
                 d.deny(
                     "consent.not_explicit",
-                    format!(
+                    || format!(
                         "{purpose} needs explicit consent, and the consent at contact seq {} was {}",
                         grant.evidence.contact_seq,
                         method_name(grant.method)
@@ -656,26 +683,44 @@ impl Context<'_> {
 
 impl Decision {
     fn cite(&mut self, role: EvidenceRole, entry: EvidenceRef) {
-        if !self
-            .evidence
-            .iter()
-            .any(|e| e.role == role && e.entry.seq == entry.seq)
+        if self.explained
+            && !self
+                .evidence
+                .iter()
+                .any(|e| e.role == role && e.entry.seq == entry.seq)
         {
             self.evidence.push(Evidence { role, entry });
         }
     }
 
-    fn allow(mut self, rule_id: &'static str, reason: String) -> Self {
+    /// Adds a reason after the deciding one; `reason` is only written when explained.
+    fn reason(&mut self, reason: impl FnOnce() -> String) {
+        if self.explained {
+            self.reasons.push(reason());
+        }
+    }
+
+    fn warn(&mut self, warning: impl FnOnce() -> String) {
+        if self.explained {
+            self.warnings.push(warning());
+        }
+    }
+
+    fn allow(mut self, rule_id: &'static str, reason: impl FnOnce() -> String) -> Self {
         self.allowed = true;
         self.rule_id = rule_id;
-        self.reasons.insert(0, reason);
+        if self.explained {
+            self.reasons.insert(0, reason());
+        }
         self
     }
 
-    fn deny(mut self, rule_id: &'static str, reason: String) -> Self {
+    fn deny(mut self, rule_id: &'static str, reason: impl FnOnce() -> String) -> Self {
         self.allowed = false;
         self.rule_id = rule_id;
-        self.reasons.insert(0, reason);
+        if self.explained {
+            self.reasons.insert(0, reason());
+        }
         self
     }
 }

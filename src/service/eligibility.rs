@@ -16,7 +16,9 @@ use super::{blocking, caller};
 use crate::ledger::projection::Cutoff;
 use crate::ledger::ContactState;
 use crate::model::{ContactId, Event, EventKind, Registry, Submission, ValidationError};
-use crate::policy::{decide, Activation, Decision, PolicyBook, PolicyError, PolicyPack, Regime};
+use crate::policy::{
+    decide, decide_brief, Activation, Decision, PolicyBook, PolicyError, PolicyPack, Regime,
+};
 use crate::proto::v1 as pb;
 use crate::proto::v1::eligibility_service_server::EligibilityService;
 use crate::store::{AppendError, Store, StoreError, WriterHandle};
@@ -329,6 +331,11 @@ impl<'a> Frame<'a> {
                 }
             };
             return self.refusal(contact, "contact.unknown", reason);
+        };
+        let decide = if self.target.brief {
+            decide_brief
+        } else {
+            decide
         };
         let decision = decide(
             &self.activation.pack,
