@@ -4,7 +4,10 @@
 # check` seeds them) up to that size, then measured: `Check` at 32 in flight over the
 # contacts seeded last, and one durable `Append` at a time (the fsync-bound latency, and
 # the path that reads the contact's state and writes Merkle nodes). The claim it tests:
-# the cost per operation stays flat as the ledger grows.
+# the cost per operation stays flat as the ledger grows. Each size is measured once the
+# storage engine has worked off the compaction the fill left behind (its /metrics report
+# no pending compaction bytes and no compaction running; at most $SETTLE seconds), so
+# the figures describe a ledger of that size, not the bulk load that made it.
 #
 #   benches/growth.sh                               # about 10 minutes, 5 GB of disk at 10M
 #   SIZES="10000 100000 1000000" DURATION=5 benches/growth.sh
@@ -18,6 +21,8 @@ SIZES=${SIZES:-"10000 100000 1000000 10000000"}
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 SERVE_ARGS=${SERVE_ARGS:-}
+SETTLE=${SETTLE:-900}
+METRICS_PORT=${METRICS_PORT:-55490}
 OUT=${OUT:-target/bench-results/growth-$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -34,10 +39,31 @@ cleanup() {
 trap cleanup EXIT
 
 # shellcheck disable=SC2086 # SERVE_ARGS holds several flags
-"$BIN" serve --listen 127.0.0.1:0 --data-dir "$WORK/ledger" $SERVE_ARGS >"$WORK/server.out" 2>"$OUT/server.log" &
+"$BIN" serve --listen 127.0.0.1:0 --metrics-listen "127.0.0.1:$METRICS_PORT" --data-dir "$WORK/ledger" \
+    $SERVE_ARGS >"$WORK/server.out" 2>"$OUT/server.log" &
 SERVER_PID=$!
 await_listening "$WORK/server.out"
 tree_size() { "$BIN" ledger tree-head --server "$URL" | sed -n 's/^ *"treeSize": *"\([0-9]*\)".*$/\1/p'; }
+# metric NAME: its value in the server's /metrics (bash's /dev/tcp: no HTTP client needed).
+metric() {
+    exec 3<>"/dev/tcp/127.0.0.1/$METRICS_PORT"
+    printf 'GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
+    sed -n "s/^consent_ledger_$1 \([0-9]*\).*$/\1/p" <&3
+    exec 3<&-
+}
+# settle: waits until the storage engine has no compaction pending or running.
+settle() {
+    local waited=0
+    while [ "$waited" -lt "$SETTLE" ]; do
+        if [ "$(metric storage_pending_compaction_bytes)" = 0 ] && [ "$(metric storage_running_compactions)" = 0 ]; then
+            echo "== settled after ${waited}s" >&2
+            return
+        fi
+        sleep 1
+        waited=$((waited + 1))
+    done
+    echo "== compaction still pending after ${SETTLE}s: measuring anyway" >&2
+}
 
 printf '| %12s | %12s | %14s | %14s | %14s | %14s |\n' entries "data on disk" "Check p50 ms" "Check p99 ms" "Append p50 ms" "Append p99 ms" | tee "$OUT/table.md"
 printf '|%s|%s|%s|%s|%s|%s|\n' -------------- -------------- ---------------- ---------------- ---------------- ---------------- | tee -a "$OUT/table.md"
@@ -51,8 +77,11 @@ for size in $SIZES; do
     echo "== filling to about $size entries: $contacts contacts" >&2
     # No erasures while growing: each one flushes and compacts, about a second apiece at
     # 10M entries, which would dominate the fill (see README, Benchmarks).
-    "$BIN" bench check --server "$URL" --contacts "$contacts" --contact-prefix "grow$step" \
-        --erase-every 0 --concurrency 32 --connections 2 --warmup "$WARMUP" --duration "$DURATION" --json \
+    "$BIN" bench seed --server "$URL" --contacts "$contacts" --contact-prefix "grow$step" \
+        --erase-every 0 >&2
+    settle
+    "$BIN" bench check --server "$URL" --contacts "$contacts" --contact-prefix "grow$step" --no-seed \
+        --concurrency 32 --connections 2 --warmup "$WARMUP" --duration "$DURATION" --json \
         >"$OUT/check-$size.json"
     entries=$(tree_size)
     "$BIN" bench append --server "$URL" --concurrency 1 --connections 1 \

@@ -75,6 +75,22 @@ pub struct Metrics {
     pub checkpoint_age_seconds: Gauge<f64, AtomicU64>,
     /// Entries not yet covered by a signed checkpoint (set when scraped).
     pub entries_after_checkpoint: Gauge,
+    /// Storage engine figures (set when scraped): see [`crate::store::EngineStats`].
+    pub storage_pending_compaction_bytes: Gauge,
+    /// Compactions running.
+    pub storage_running_compactions: Gauge,
+    /// Memtable flushes running.
+    pub storage_running_flushes: Gauge,
+    /// Bytes in memtables.
+    pub storage_memtable_bytes: Gauge,
+    /// Bytes of live table files.
+    pub storage_table_file_bytes: Gauge,
+    /// Bytes in use in the block cache.
+    pub storage_block_cache_bytes: Gauge,
+    /// The block cache's capacity.
+    pub storage_block_cache_capacity_bytes: Gauge,
+    /// 1 while the engine stops writes until compaction catches up.
+    pub storage_writes_stopped: Gauge,
     /// Open data-subject requests by kind and regime (set when scraped).
     pub open_requests: Family<RequestLabels, Gauge>,
     /// Open requests past their due date, by kind and regime (set when scraped).
@@ -105,6 +121,14 @@ impl Metrics {
             appends_refused_for_space: Gauge::default(),
             checkpoint_age_seconds: Gauge::default(),
             entries_after_checkpoint: Gauge::default(),
+            storage_pending_compaction_bytes: Gauge::default(),
+            storage_running_compactions: Gauge::default(),
+            storage_running_flushes: Gauge::default(),
+            storage_memtable_bytes: Gauge::default(),
+            storage_table_file_bytes: Gauge::default(),
+            storage_block_cache_bytes: Gauge::default(),
+            storage_block_cache_capacity_bytes: Gauge::default(),
+            storage_writes_stopped: Gauge::default(),
             open_requests: Family::default(),
             overdue_requests: Family::default(),
             registry: Registry::default(),
@@ -174,6 +198,50 @@ impl Metrics {
             "Entries not yet covered by a signed checkpoint",
             metrics.entries_after_checkpoint.clone(),
         );
+        for (name, help, gauge) in [
+            (
+                "storage_pending_compaction_bytes",
+                "Bytes the storage engine estimates compaction must still rewrite (the debt of a bulk load; reads pay for it until it is worked off)",
+                &metrics.storage_pending_compaction_bytes,
+            ),
+            (
+                "storage_running_compactions",
+                "Storage compactions running",
+                &metrics.storage_running_compactions,
+            ),
+            (
+                "storage_running_flushes",
+                "Memtable flushes running",
+                &metrics.storage_running_flushes,
+            ),
+            (
+                "storage_memtable_bytes",
+                "Bytes in memtables (logged, not yet in table files)",
+                &metrics.storage_memtable_bytes,
+            ),
+            (
+                "storage_table_file_bytes",
+                "Bytes of live table files",
+                &metrics.storage_table_file_bytes,
+            ),
+            (
+                "storage_block_cache_bytes",
+                "Bytes in use in the block cache",
+                &metrics.storage_block_cache_bytes,
+            ),
+            (
+                "storage_block_cache_capacity_bytes",
+                "Capacity of the block cache (block_cache_mb)",
+                &metrics.storage_block_cache_capacity_bytes,
+            ),
+            (
+                "storage_writes_stopped",
+                "1 while the storage engine stops writes until compaction catches up",
+                &metrics.storage_writes_stopped,
+            ),
+        ] {
+            registry.register(name, help, gauge.clone());
+        }
         registry.register(
             "open_requests",
             "Open data-subject requests by kind and regime",

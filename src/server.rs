@@ -802,6 +802,32 @@ fn scrape(store: &Store) -> Result<String, StoreError> {
     metrics
         .entries_after_checkpoint
         .set(head.size.saturating_sub(latest.map_or(0, |c| c.size)) as i64);
+    let engine = store.engine_stats()?;
+    let bytes = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    for (gauge, value) in [
+        (
+            &metrics.storage_pending_compaction_bytes,
+            engine.pending_compaction_bytes,
+        ),
+        (
+            &metrics.storage_running_compactions,
+            engine.running_compactions,
+        ),
+        (&metrics.storage_running_flushes, engine.running_flushes),
+        (&metrics.storage_memtable_bytes, engine.memtable_bytes),
+        (&metrics.storage_table_file_bytes, engine.table_file_bytes),
+        (&metrics.storage_block_cache_bytes, engine.block_cache_bytes),
+        (
+            &metrics.storage_block_cache_capacity_bytes,
+            engine.block_cache_capacity_bytes,
+        ),
+        (
+            &metrics.storage_writes_stopped,
+            u64::from(engine.writes_stopped),
+        ),
+    ] {
+        gauge.set(bytes(value));
+    }
     let today = now.date_naive();
     let mut open: std::collections::HashMap<RequestLabels, (i64, i64)> = Default::default();
     let scan = RequestScan::OpenByDue {

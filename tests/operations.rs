@@ -76,12 +76,25 @@ mod metrics {
             "consent_ledger_tree_size 6",
             "consent_ledger_open_requests{kind=\"access\",regime=\"gdpr\"} 1",
             "consent_ledger_overdue_requests{kind=\"access\",regime=\"gdpr\"} 1",
+            // The storage engine: the default 256 MiB cache, nothing stopped.
+            "consent_ledger_storage_block_cache_capacity_bytes 268435456",
+            "consent_ledger_storage_writes_stopped 0",
+            "consent_ledger_storage_pending_compaction_bytes ",
+            "consent_ledger_storage_running_compactions ",
+            "consent_ledger_storage_table_file_bytes ",
         ] {
             assert!(
                 response.contains(expected),
                 "missing {expected:?} in\n{response}"
             );
         }
+        // What was appended sits in the memtables.
+        let memtables: u64 = response
+            .lines()
+            .find_map(|l| l.strip_prefix("consent_ledger_storage_memtable_bytes "))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no memtable gauge in\n{response}"));
+        assert!(memtables > 0, "{response}");
         assert!(response.contains("consent_ledger_commit_seconds_bucket"));
         assert!(response.contains("consent_ledger_checkpoint_age_seconds"));
         // Nothing personal: no email address, no contact id.

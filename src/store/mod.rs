@@ -156,6 +156,30 @@ fn decode_state<T: serde::de::DeserializeOwned>(
 /// Size of the block cache shared by every column family, unless configured.
 pub const DEFAULT_BLOCK_CACHE_BYTES: usize = 256 << 20;
 
+/// What the storage engine reports about its own work (see [`Store::engine_stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Bytes compaction estimates it must still rewrite to bring every level within its
+    /// target size: the debt a bulk load leaves behind, which reads pay for until it is
+    /// worked off.
+    pub pending_compaction_bytes: u64,
+    /// Compactions running now.
+    pub running_compactions: u64,
+    /// Memtable flushes running now.
+    pub running_flushes: u64,
+    /// Bytes held in memtables, written to the log but not yet to table files.
+    pub memtable_bytes: u64,
+    /// Bytes of live table files.
+    pub table_file_bytes: u64,
+    /// Bytes in use in the block cache shared by every family.
+    pub block_cache_bytes: u64,
+    /// The block cache's capacity.
+    pub block_cache_capacity_bytes: u64,
+    /// Whether the engine has stopped writes (too many unflushed memtables or level-0
+    /// files) until compaction catches up.
+    pub writes_stopped: bool,
+}
+
 /// The ledger's RocksDB database. Cheap to clone; safe to share between threads.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -237,6 +261,42 @@ impl Store {
     ) -> Result<(WriterHandle, WriterThread), StoreError> {
         self.check_master_key(&keyring)?;
         writer::start(self.clone(), keyring)
+    }
+
+    /// What the storage engine reports about its own work: compaction debt, memtables,
+    /// table files and the block cache, summed over the column families.
+    pub fn engine_stats(&self) -> Result<EngineStats, StoreError> {
+        let db_wide = |name: &str| -> Result<u64, StoreError> {
+            Ok(self.db.property_int_value(name)?.unwrap_or(0))
+        };
+        let summed = |name: &str| -> Result<u64, StoreError> {
+            let mut total = 0u64;
+            for family in keys::ALL {
+                total = total.saturating_add(
+                    self.db
+                        .property_int_value_cf(self.cf(family), name)?
+                        .unwrap_or(0),
+                );
+            }
+            Ok(total)
+        };
+        // Every family shares one block cache: any of them reports it.
+        let cache = |name: &str| -> Result<u64, StoreError> {
+            Ok(self
+                .db
+                .property_int_value_cf(self.cf(keys::STATE), name)?
+                .unwrap_or(0))
+        };
+        Ok(EngineStats {
+            pending_compaction_bytes: summed("rocksdb.estimate-pending-compaction-bytes")?,
+            running_compactions: db_wide("rocksdb.num-running-compactions")?,
+            running_flushes: db_wide("rocksdb.num-running-flushes")?,
+            memtable_bytes: summed("rocksdb.cur-size-all-mem-tables")?,
+            table_file_bytes: summed("rocksdb.live-sst-files-size")?,
+            block_cache_bytes: cache("rocksdb.block-cache-usage")?,
+            block_cache_capacity_bytes: cache("rocksdb.block-cache-capacity")?,
+            writes_stopped: db_wide("rocksdb.is-write-stopped")? != 0,
+        })
     }
 
     /// The data directory's free space, and whether appends are refused for want of it.
