@@ -11,7 +11,7 @@ use consent_ledger::ledger::entry::entry_hash;
 use consent_ledger::ledger::projection;
 use consent_ledger::ledger::{ContactState, Entry, Hash, ZERO_HASH};
 use consent_ledger::model::{ContactId, Registry, Submission};
-use consent_ledger::policy::{decide, PolicyPack};
+use consent_ledger::policy::{decide, Detail, PolicyPack};
 use consent_ledger::proto::v1 as pb;
 use consent_ledger::service::convert::submission_from_proto;
 
@@ -127,14 +127,14 @@ pub fn seed_history() -> &'static MiniLedger {
 
 /// Decides every purpose on every channel `pack` decides, for `state`, now and a year on,
 /// and checks what every decision must carry: a rule id and a reason a person can read,
-/// and evidence for anything allowed.
+/// and evidence for anything allowed; a brief decision is the same one, unexplained.
 pub fn decide_everything(pack: &PolicyPack, state: &ContactState) {
     for (purpose, policy) in &pack.purposes {
         for channel in &policy.channels {
             pack.check_target("purpose", purpose, "channel", channel)
                 .expect("every channel a pack decides a purpose on is a valid target");
             for at in [now(), now() + Duration::days(365)] {
-                let decision = decide(pack, state, purpose, channel, at);
+                let decision = decide(pack, state, purpose, channel, at, Detail::Explained);
                 assert!(!decision.rule_id.is_empty(), "a decision names its rule");
                 assert!(!decision.reasons.is_empty(), "a decision gives a reason");
                 if decision.allowed {
@@ -144,6 +144,14 @@ pub fn decide_everything(pack: &PolicyPack, state: &ContactState) {
                         decision.rule_id
                     );
                 }
+                let brief = decide(pack, state, purpose, channel, at, Detail::Brief);
+                assert_eq!(
+                    (brief.allowed, brief.rule_id, brief.regime),
+                    (decision.allowed, decision.rule_id, decision.regime),
+                    "a brief decision is the explained one"
+                );
+                assert!(brief.reasons.is_empty() && brief.warnings.is_empty());
+                assert!(brief.evidence.is_empty());
             }
         }
     }

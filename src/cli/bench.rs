@@ -1466,7 +1466,7 @@ pub fn run_decide(bench: DecideBench) -> anyhow::Result<DecideBenchReport> {
 
     use crate::ledger::projection::{apply, decode_state, encode_state};
     use crate::ledger::ContactState;
-    use crate::policy::{decide, PolicyPack, DEFAULT_PACK};
+    use crate::policy::{decide, Detail, PolicyPack, DEFAULT_PACK};
 
     anyhow::ensure!(bench.iterations > 0, "--iterations must be at least 1");
     let pack = PolicyPack::parse(DEFAULT_PACK)
@@ -1504,9 +1504,10 @@ pub fn run_decide(bench: DecideBench) -> anyhow::Result<DecideBenchReport> {
         ("profiling", "email"),
     ] {
         pack.check_target("purpose", purpose, "channel", channel)?;
-        let decision = decide(&pack, &state, purpose, channel, at);
+        let explained = Detail::Explained;
+        let decision = decide(&pack, &state, purpose, channel, at, explained);
         for _ in 0..bench.iterations.min(1000) {
-            black_box(decide(&pack, &state, purpose, channel, at));
+            black_box(decide(&pack, &state, purpose, channel, at, explained));
         }
         let started = Instant::now();
         for _ in 0..bench.iterations {
@@ -1516,6 +1517,7 @@ pub fn run_decide(bench: DecideBench) -> anyhow::Result<DecideBenchReport> {
                 black_box(purpose),
                 black_box(channel),
                 black_box(at),
+                explained,
             ));
         }
         let seconds = started.elapsed().as_secs_f64();

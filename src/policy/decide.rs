@@ -80,8 +80,18 @@ pub struct Decision {
     pub warnings: Vec<String>,
     /// The entries relied on.
     pub evidence: Vec<Evidence>,
-    /// Whether reasons, warnings and evidence are gathered (see [`decide_brief`]).
+    /// Whether reasons, warnings and evidence are gathered (see [`Detail`]).
     explained: bool,
+}
+
+/// How much of a decision to write out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// With reasons, warnings and the evidence relied on (`Check`, full `Screen`).
+    Explained,
+    /// Outcome, rule and regime only: the same decision with no reasons, warnings or
+    /// evidence built. What a screened campaign list asks for, contact after contact.
+    Brief,
 }
 
 /// Decides `purpose` on `channel` for a contact in `state` at time `at` under `pack`.
@@ -93,30 +103,7 @@ pub fn decide(
     purpose: &str,
     channel: &str,
     at: DateTime<Utc>,
-) -> Decision {
-    decide_with(pack, state, purpose, channel, at, true)
-}
-
-/// [`decide`] without the explanation: the same outcome, rule and regime, with no
-/// reasons, warnings or evidence, none of which is then written out. What a screened
-/// campaign list asks for, contact after contact.
-pub fn decide_brief(
-    pack: &PolicyPack,
-    state: &ContactState,
-    purpose: &str,
-    channel: &str,
-    at: DateTime<Utc>,
-) -> Decision {
-    decide_with(pack, state, purpose, channel, at, false)
-}
-
-fn decide_with(
-    pack: &PolicyPack,
-    state: &ContactState,
-    purpose: &str,
-    channel: &str,
-    at: DateTime<Utc>,
-    explained: bool,
+    detail: Detail,
 ) -> Decision {
     let mut decision = Decision {
         allowed: false,
@@ -127,7 +114,7 @@ fn decide_with(
         reasons: Vec::new(),
         warnings: Vec::new(),
         evidence: Vec::new(),
-        explained,
+        explained: detail == Detail::Explained,
     };
     let Some(policy) = pack.purposes.get(purpose) else {
         return decision.deny("purpose.unknown", || {

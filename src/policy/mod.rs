@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-pub use decide::{decide, decide_brief, Decision, Evidence, EvidenceRole};
+pub use decide::{decide, Decision, Detail, Evidence, EvidenceRole};
 pub use pack::{
     CountryPolicy, ImpliedConsent, PolicyError, PolicyPack, PurposePolicy, PurposeRule, Regime,
 };

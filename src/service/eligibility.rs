@@ -17,7 +17,7 @@ use crate::ledger::projection::Cutoff;
 use crate::ledger::ContactState;
 use crate::model::{ContactId, Event, EventKind, Registry, Submission, ValidationError};
 use crate::policy::{
-    decide, decide_brief, Activation, Decision, PolicyBook, PolicyError, PolicyPack, Regime,
+    decide, Activation, Decision, Detail, PolicyBook, PolicyError, PolicyPack, Regime,
 };
 use crate::proto::v1 as pb;
 use crate::proto::v1::eligibility_service_server::EligibilityService;
@@ -332,17 +332,17 @@ impl<'a> Frame<'a> {
             };
             return self.refusal(contact, "contact.unknown", reason);
         };
-        let decide = if self.target.brief {
-            decide_brief
-        } else {
-            decide
-        };
         let decision = decide(
             &self.activation.pack,
             state,
             &self.target.purpose,
             &self.target.channel,
             self.decided_for(),
+            if self.target.brief {
+                Detail::Brief
+            } else {
+                Detail::Explained
+            },
         );
         if self.target.brief {
             return pb::Decision {
