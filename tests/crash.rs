@@ -300,9 +300,19 @@ async fn acknowledged_appends_survive_sigkill() {
             .map(|id| tokio::spawn(writer(url.clone(), cycle, id, acked.clone())))
             .collect();
         writers.push(tokio::spawn(eraser(url.clone(), cycle, erased.clone())));
-        // Kill at a different moment each cycle, while writes are in flight.
+        // Kill at a different moment each cycle, while writes are in flight: counted from
+        // the cycle's first acknowledgement, so a slow start on a busy machine still
+        // leaves appends to lose.
         let before = acked.lock().unwrap().len();
-        tokio::time::sleep(Duration::from_millis(150 + (cycle * 137) % 400)).await;
+        let started = std::time::Instant::now();
+        while acked.lock().unwrap().len() == before {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "cycle {cycle}: no append was acknowledged within 30 s of the start"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100 + (cycle * 137) % 400)).await;
         child.start_kill().unwrap();
         child.wait().await.unwrap();
         for writer in writers {

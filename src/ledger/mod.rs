@@ -5,4 +5,4 @@ pub mod entry;
 pub mod projection;
 
 pub use entry::{Entry, EntryBody, EntryError, Hash, ZERO_HASH};
-pub use projection::{ApplyError, ContactState, EvidenceRef};
+pub use projection::{ApplyError, ContactState, EvidenceRef, UtcNanos};

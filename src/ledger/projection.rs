@@ -15,6 +15,37 @@ use crate::model::{
 };
 use crate::rights::{RequestState, TransitionError};
 
+/// A time as state records hold it: nanoseconds since the Unix epoch, UTC, which covers
+/// 1677-09-21 to 2262-04-11. Decisions compare these as they are; a [`DateTime`] is built
+/// only where calendar arithmetic or text needs one, since building one (the date from a
+/// day count) cost more than reading the rest of a state's evidence.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct UtcNanos(i64);
+
+impl UtcNanos {
+    /// `at`, if it lies within what a record holds.
+    pub fn from_datetime(at: DateTime<Utc>) -> Option<Self> {
+        at.timestamp_nanos_opt().map(Self)
+    }
+
+    /// Nanoseconds since the Unix epoch.
+    pub fn nanos(self) -> i64 {
+        self.0
+    }
+
+    /// As a calendar time.
+    pub fn datetime(self) -> DateTime<Utc> {
+        DateTime::from_timestamp_nanos(self.0)
+    }
+}
+
+impl std::fmt::Debug for UtcNanos {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.datetime().to_rfc3339())
+    }
+}
+
 /// Points at the entry that established a fact. Stored in state records as one byte
 /// string (see [`record_format`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,9 +57,9 @@ pub struct EvidenceRef {
     /// Entry hash.
     pub hash: Hash,
     /// When the fact happened.
-    pub occurred_at: DateTime<Utc>,
+    pub occurred_at: UtcNanos,
     /// When the ledger recorded it.
-    pub recorded_at: DateTime<Utc>,
+    pub recorded_at: UtcNanos,
 }
 
 /// The lawful basis currently recorded for a purpose.
@@ -61,8 +92,7 @@ pub struct Grant {
     /// How it was given.
     pub method: ConsentMethod,
     /// Fixed end of validity.
-    #[serde(with = "chrono::serde::ts_nanoseconds_option")]
-    pub expires_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<UtcNanos>,
     /// The grant entry.
     pub evidence: EvidenceRef,
 }
@@ -193,6 +223,12 @@ pub enum ApplyError {
     /// A step of a request the contact does not have.
     #[error("the contact has no request {0}")]
     UnknownRequest(String),
+    /// A time outside what a state record holds (1677-09-21 to 2262-04-11).
+    #[error("{field} must lie between 1677-09-21 and 2262-04-11 (UTC)")]
+    TimeOutOfRange {
+        /// The event field holding the time.
+        field: &'static str,
+    },
     /// An event an erased contact no longer takes.
     #[error("the contact's personal data was erased at contact seq {contact_seq}: only withdrawals, objections, restrictions and request steps are recorded for it, without personal data")]
     Erased {
@@ -211,6 +247,7 @@ impl ApplyError {
             Self::RegionOutsideCountry { .. } => "profile_updated.region",
             Self::UnknownDoubleOptInToken { .. } => "double_opt_in_confirmed.token_sha256",
             Self::NoSuchRestriction(_) => "restriction_lifted.restriction_contact_seq",
+            Self::TimeOutOfRange { field } => field,
         }
     }
 }
@@ -222,12 +259,14 @@ pub fn apply(
     entry: &Entry,
     hash: Hash,
 ) -> Result<ContactState, ApplyError> {
+    let record_time =
+        |field, at| UtcNanos::from_datetime(at).ok_or(ApplyError::TimeOutOfRange { field });
     let evidence = EvidenceRef {
         seq: entry.seq,
         contact_seq: entry.contact_seq,
         hash,
-        occurred_at: entry.body.occurred_at,
-        recorded_at: entry.body.recorded_at,
+        occurred_at: record_time("occurred_at", entry.body.occurred_at)?,
+        recorded_at: record_time("recorded_at", entry.body.recorded_at)?,
     };
     let mut next = match (state, &entry.body.event) {
         (
@@ -359,8 +398,12 @@ impl ContactState {
                         message: format!("the contact already has a request {request_id}"),
                     }));
                 }
-                let state =
-                    RequestState::open(*kind, *regime, evidence.occurred_at, evidence.recorded_at)?;
+                let state = RequestState::open(
+                    *kind,
+                    *regime,
+                    evidence.occurred_at.datetime(),
+                    evidence.recorded_at.datetime(),
+                )?;
                 // Objections and restrictions asked for take effect at once (Art. 21, 18).
                 if let Some(scope) = objection {
                     self.objections.push(Objection {
@@ -383,12 +426,12 @@ impl ContactState {
             }
             EventKind::RequestIdentityVerified { request_id, .. } => {
                 self.request_step(request_id, evidence, |r| {
-                    r.verify_identity(evidence.recorded_at)
+                    r.verify_identity(evidence.recorded_at.datetime())
                 })?
             }
             EventKind::RequestAcknowledged { request_id } => {
                 self.request_step(request_id, evidence, |r| {
-                    r.acknowledge(evidence.recorded_at)
+                    r.acknowledge(evidence.recorded_at.datetime())
                 })?
             }
             EventKind::RequestExtended {
@@ -396,7 +439,7 @@ impl ContactState {
                 subject_notified_on,
                 ..
             } => self.request_step(request_id, evidence, |r| {
-                r.extend(evidence.recorded_at, *subject_notified_on)
+                r.extend(evidence.recorded_at.datetime(), *subject_notified_on)
             })?,
             EventKind::RequestRejected { request_id, reason } => {
                 let opened = self.request(request_id)?.opened;
@@ -410,7 +453,7 @@ impl ContactState {
                     }));
                 }
                 self.request_step(request_id, evidence, |r| {
-                    r.reject(evidence.recorded_at, reason)
+                    r.reject(evidence.recorded_at.datetime(), reason)
                 })?;
                 // A refused objection or restriction request no longer holds.
                 self.objections.retain(|o| o.evidence.seq != opened.seq);
@@ -424,7 +467,9 @@ impl ContactState {
                         message: "an erasure request is completed only after the erasure was executed (RightsService.EraseContact with this request_id)".into(),
                     }));
                 }
-                self.request_step(request_id, evidence, |r| r.complete(evidence.recorded_at))?
+                self.request_step(request_id, evidence, |r| {
+                    r.complete(evidence.recorded_at.datetime())
+                })?
             }
             EventKind::ConsentGranted {
                 purpose,
@@ -433,6 +478,13 @@ impl ContactState {
                 expires_at,
                 ..
             } => {
+                let expires_at = expires_at
+                    .map(|at| {
+                        UtcNanos::from_datetime(at).ok_or(ApplyError::TimeOutOfRange {
+                            field: "consent_granted.expires_at",
+                        })
+                    })
+                    .transpose()?;
                 let consent = self.consent_mut(purpose, channel);
                 if consent
                     .granted
@@ -441,7 +493,7 @@ impl ContactState {
                 {
                     consent.granted = Some(Grant {
                         method: *method,
-                        expires_at: *expires_at,
+                        expires_at,
                         evidence,
                     });
                 }
@@ -707,12 +759,10 @@ mod record_format {
     use std::cell::Cell;
     use std::fmt;
 
-    use chrono::{DateTime, Utc};
     use serde::de::Visitor;
-    use serde::ser::Error as _;
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-    use super::EvidenceRef;
+    use super::{EvidenceRef, UtcNanos};
     use crate::ledger::entry::Hash;
 
     thread_local! {
@@ -774,10 +824,8 @@ mod record_format {
         seq: u64,
         contact_seq: u64,
         hash: Hash,
-        #[serde(with = "chrono::serde::ts_nanoseconds")]
-        occurred_at: DateTime<Utc>,
-        #[serde(with = "chrono::serde::ts_nanoseconds")]
-        recorded_at: DateTime<Utc>,
+        occurred_at: UtcNanos,
+        recorded_at: UtcNanos,
     }
 
     /// The most an evidence record takes: two u64 varints, the hash, two times.
@@ -822,21 +870,14 @@ mod record_format {
 
     impl Serialize for EvidenceRef {
         fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            let nanos = |at: DateTime<Utc>| {
-                at.timestamp_nanos_opt().ok_or_else(|| {
-                    S::Error::custom(format!(
-                        "evidence time {at} is outside what a record holds (1677-09-21 to 2262-04-11)"
-                    ))
-                })
-            };
             let mut out = [0u8; EVIDENCE_MAX];
             let mut len = 0;
             put_varint(&mut out, &mut len, self.seq);
             put_varint(&mut out, &mut len, self.contact_seq);
             for field in [
                 &self.hash[..],
-                &nanos(self.occurred_at)?.to_le_bytes(),
-                &nanos(self.recorded_at)?.to_le_bytes(),
+                &self.occurred_at.nanos().to_le_bytes(),
+                &self.recorded_at.nanos().to_le_bytes(),
             ] {
                 out[len..len + field.len()].copy_from_slice(field);
                 len += field.len();
@@ -882,8 +923,8 @@ mod record_format {
                     seq,
                     contact_seq,
                     hash,
-                    occurred_at: DateTime::from_timestamp_nanos(occurred),
-                    recorded_at: DateTime::from_timestamp_nanos(recorded),
+                    occurred_at: UtcNanos(occurred),
+                    recorded_at: UtcNanos(recorded),
                 })
             };
             read().ok_or_else(|| E::invalid_value(serde::de::Unexpected::Bytes(bytes), &self))
@@ -1025,8 +1066,8 @@ mod tests {
                 seq,
                 contact_seq: u64::MAX - seq,
                 hash: [seq as u8; 32],
-                occurred_at: DateTime::from_timestamp_nanos(occurred),
-                recorded_at: DateTime::from_timestamp_nanos(recorded),
+                occurred_at: UtcNanos(occurred),
+                recorded_at: UtcNanos(recorded),
             };
             let bytes = postcard::to_allocvec(&evidence).unwrap();
             assert_eq!(postcard::from_bytes::<EvidenceRef>(&bytes), Ok(evidence));

@@ -5,7 +5,9 @@
 use chrono::{DateTime, Months, Utc};
 
 use super::pack::{CountryPolicy, PolicyPack, PurposePolicy, PurposeRule, Regime};
-use crate::ledger::projection::{ConsentState, EvidenceRef, Grant, Objection};
+use crate::ledger::projection::{
+    happened_after, ConsentState, EvidenceRef, Grant, Objection, UtcNanos,
+};
 use crate::ledger::ContactState;
 use crate::model::{Audience, ConsentMethod, Country, LegalBasis, Lifecycle, ObjectionScope};
 
@@ -195,7 +197,7 @@ impl Context<'_> {
     fn objection(&self) -> Option<&Objection> {
         let consent = self.consent(self.country_policy());
         let regranted_after = |objection: &EvidenceRef| match &consent {
-            Ok(grant) => is_explicit(grant.method) && later(&grant.evidence, objection),
+            Ok(grant) => is_explicit(grant.method) && happened_after(&grant.evidence, objection),
             _ => false,
         };
         self.state.objections.iter().rev().find(|o| {
@@ -585,7 +587,7 @@ impl Context<'_> {
         let grant = match (granted, withdrawn) {
             (None, Some(withdrawal)) => return Err(Refusal::OptedOutWithoutGrant(*withdrawal)),
             (None, None) => return Err(Refusal::Missing),
-            (Some(grant), Some(withdrawal)) if !later(&grant.evidence, withdrawal) => {
+            (Some(grant), Some(withdrawal)) if !happened_after(&grant.evidence, withdrawal) => {
                 return Err(Refusal::Withdrawn(grant, *withdrawal))
             }
             (Some(grant), _) => grant,
@@ -610,9 +612,10 @@ impl Context<'_> {
             grant
                 .evidence
                 .occurred_at
+                .datetime()
                 .checked_add_months(Months::new(months))
         });
-        let end = match (grant.expires_at, implied_end) {
+        let end = match (grant.expires_at.map(UtcNanos::datetime), implied_end) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
@@ -638,7 +641,7 @@ impl Context<'_> {
             .find(|c| c.purpose.as_str() == self.purpose && c.channel.as_str() == self.channel)
             .and_then(|c| c.withdrawn);
         match withdrawn {
-            Some(withdrawal) if !later(&confirmed, &withdrawal) => None,
+            Some(withdrawal) if !happened_after(&confirmed, &withdrawal) => None,
             _ => Some(confirmed),
         }
     }
@@ -723,11 +726,6 @@ fn storage_basis_warning(pack: &PolicyPack) -> String {
         "no lawful basis for holding the contact is recorded (purpose {})",
         storage.join(" or ")
     )
-}
-
-/// Whether `a` happened after `b` (occurred time, then ledger order).
-fn later(a: &EvidenceRef, b: &EvidenceRef) -> bool {
-    (a.occurred_at, a.seq) > (b.occurred_at, b.seq)
 }
 
 fn is_explicit(method: ConsentMethod) -> bool {

@@ -11,7 +11,7 @@ use crate::audit::chain::{ChainBreak, ChainProblem};
 use crate::crypto::{CryptoError, Entropy};
 use crate::ledger::entry::EntryBody;
 use crate::ledger::projection::RequestRecord;
-use crate::ledger::{ContactState, Hash};
+use crate::ledger::{ContactState, Hash, UtcNanos};
 use crate::model::{
     self, ContactId, Country, Event, EventKind, IdempotencyKey, PersonalRecord, ProfileChange,
     Region, Registry, Submission, ValidationError,
@@ -494,11 +494,12 @@ fn sha256_hex(text: &str, field: &str) -> Result<String, ValidationError> {
 pub fn timestamp(field: &str, t: Timestamp) -> Result<DateTime<Utc>, ValidationError> {
     let nanos = u32::try_from(t.nanos).ok().filter(|n| *n < 1_000_000_000);
     let time = nanos.and_then(|n| DateTime::from_timestamp(t.seconds, n));
+    // Records keep times as nanoseconds since the epoch, which end in 2262.
     match time {
-        Some(time) if t.seconds >= 0 => Ok(time),
+        Some(time) if t.seconds >= 0 && UtcNanos::from_datetime(time).is_some() => Ok(time),
         _ => Err(ValidationError::new(
             field,
-            "must be a valid timestamp after 1970-01-01T00:00:00Z (nanos in 0..1e9)",
+            "must be a valid timestamp from 1970-01-01T00:00:00Z to 2262-04-11T23:47:16Z (nanos in 0..1e9)",
         )),
     }
 }
@@ -521,6 +522,15 @@ fn past_time(
         ));
     }
     Ok(time)
+}
+
+/// A time from a state record as a protobuf timestamp, with no calendar in between.
+pub fn record_timestamp(at: UtcNanos) -> Timestamp {
+    const NANOS: i64 = 1_000_000_000;
+    Timestamp {
+        seconds: at.nanos().div_euclid(NANOS),
+        nanos: at.nanos().rem_euclid(NANOS) as i32,
+    }
 }
 
 /// A UTC time as a protobuf timestamp.
@@ -1102,7 +1112,7 @@ pub fn contact_summary_to_proto(
                     .granted
                     .as_ref()
                     .and_then(|g| g.expires_at)
-                    .map(to_timestamp),
+                    .map(record_timestamp),
                 withdrawn_contact_seq: c.withdrawn.map_or(0, |w| w.contact_seq),
                 confirmed_contact_seq: confirmed(&c.purpose, &c.channel),
             })
@@ -1358,6 +1368,39 @@ mod tests {
         let mut event = registered();
         event.occurred_at = Some(to_timestamp(now + Duration::minutes(4)));
         assert!(submission_from_proto(event, &Registry::default(), now).is_ok());
+    }
+
+    #[test]
+    fn times_a_record_cannot_hold_are_refused() {
+        let grant = |seconds| pb::Event {
+            contact_id: "crm-1".into(),
+            kind: Some(pb::event::Kind::ConsentGranted(pb::ConsentGranted {
+                purpose: "email_marketing".into(),
+                channel: "email".into(),
+                method: pb::ConsentMethod::Checkbox as i32,
+                notice: Some(pb::Notice {
+                    id: "privacy".into(),
+                    version: "3".into(),
+                    ..Default::default()
+                }),
+                expires_at: Some(Timestamp { seconds, nanos: 0 }),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        let now = Utc::now();
+        // 2262-04-11T23:47:16Z is the last whole second a record holds; a year-3000 end
+        // of validity once reached the state encoder and failed there.
+        assert!(submission_from_proto(grant(9_223_372_036), &Registry::default(), now).is_ok());
+        for seconds in [9_223_372_037, 32_503_680_000] {
+            let Err(SubmissionError::Invalid(err)) =
+                submission_from_proto(grant(seconds), &Registry::default(), now)
+            else {
+                panic!("an end of validity at {seconds} s must be refused");
+            };
+            assert_eq!(err.field, "consent_granted.expires_at");
+            assert!(err.rule.contains("2262-04-11"), "{}", err.rule);
+        }
     }
 
     #[test]

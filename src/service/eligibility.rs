@@ -10,7 +10,7 @@ use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::instrument;
 
-use super::convert::{client_contact_id, timestamp, to_timestamp};
+use super::convert::{client_contact_id, record_timestamp, timestamp, to_timestamp};
 use super::outbox::{outbox, ResponseStream};
 use super::{blocking, caller};
 use crate::ledger::projection::Cutoff;
@@ -290,9 +290,9 @@ impl<'a> Frame<'a> {
     }
 
     /// What every answer in this frame carries, whatever decided it.
-    fn frame_of(&self, contact: &str) -> pb::Decision {
+    fn frame_of(&self, contact: String) -> pb::Decision {
         pb::Decision {
-            contact_id: contact.to_owned(),
+            contact_id: contact,
             purpose: self.target.purpose.clone(),
             channel: self.target.channel.clone(),
             policy_version: self.activation.pack.version.clone(),
@@ -306,10 +306,10 @@ impl<'a> Frame<'a> {
 
     /// A denial that no rule made: the id is malformed (`contact.invalid_id`) or names no
     /// contact at the time (`contact.unknown`).
-    fn refusal(&self, contact: &str, rule_id: &str, reason: String) -> pb::Decision {
+    fn refusal(&self, contact: String, rule_id: &str, reason: String) -> pb::Decision {
         if self.target.brief {
             return pb::Decision {
-                contact_id: contact.to_owned(),
+                contact_id: contact,
                 rule_id: rule_id.to_owned(),
                 ..Default::default()
             };
@@ -322,7 +322,7 @@ impl<'a> Frame<'a> {
     }
 
     /// The answer for one contact whose state at the target time is `state`.
-    fn answer(&self, contact: &str, state: Option<&ContactState>) -> pb::Decision {
+    fn answer(&self, contact: String, state: Option<&ContactState>) -> pb::Decision {
         let Some(state) = state else {
             let reason = match self.target.at {
                 None => "no contact with this id is registered".into(),
@@ -346,7 +346,7 @@ impl<'a> Frame<'a> {
         );
         if self.target.brief {
             return pb::Decision {
-                contact_id: contact.to_owned(),
+                contact_id: contact,
                 allowed: decision.allowed,
                 rule_id: decision.rule_id.to_owned(),
                 regime: regime_to_proto(decision.regime),
@@ -391,8 +391,8 @@ fn fill_decision(out: &mut pb::Decision, decision: Decision) {
             seq: e.entry.seq,
             contact_seq: e.entry.contact_seq,
             entry_hash: e.entry.hash.to_vec(),
-            occurred_at: Some(to_timestamp(e.entry.occurred_at)),
-            recorded_at: Some(to_timestamp(e.entry.recorded_at)),
+            occurred_at: Some(record_timestamp(e.entry.occurred_at)),
+            recorded_at: Some(record_timestamp(e.entry.recorded_at)),
         })
         .collect();
 }
@@ -470,7 +470,7 @@ impl EligibilityService for EligibilityApi {
                 self.store.contact_state_from_memory(&contact)?
             {
                 let frame = Frame::new(&target, &activation, note.as_deref(), tree_size);
-                let decision = frame.answer(contact.as_str(), Some(&state));
+                let decision = frame.answer(request.contact_id, Some(&state));
                 self.store
                     .metrics()
                     .decided(decision.allowed, &decision.rule_id, 1);
@@ -489,7 +489,7 @@ impl EligibilityService for EligibilityApi {
                 )));
             }
             let frame = Frame::new(&target, &activation, note.as_deref(), tree_size);
-            Ok(frame.answer(contact.as_str(), state.as_ref()))
+            Ok(frame.answer(request.contact_id, state.as_ref()))
         })
         .await?;
         self.store
@@ -729,23 +729,26 @@ fn screen_chunk(
     ids: Vec<String>,
 ) -> Result<(Vec<pb::Decision>, u64), Status> {
     // Malformed ids are decisions too, so one bad row never ends a campaign's screening.
-    let parsed: Vec<Result<ContactId, ValidationError>> = ids
+    let mut valid = Vec::with_capacity(ids.len());
+    let malformed: Vec<Option<ValidationError>> = ids
         .iter()
-        .map(|id| client_contact_id("contact_ids", id))
-        .collect();
-    let valid: Vec<ContactId> = parsed
-        .iter()
-        .filter_map(|p| p.as_ref().ok().cloned())
+        .map(|id| match client_contact_id("contact_ids", id) {
+            Ok(contact) => {
+                valid.push(contact);
+                None
+            }
+            Err(err) => Some(err),
+        })
         .collect();
     let (states, tree_size) = states_for(store, &valid, target)?;
     let frame = Frame::new(target, activation, note, tree_size);
     let mut states = states.into_iter();
     let decisions = ids
-        .iter()
-        .zip(parsed)
-        .map(|(id, parsed)| match parsed {
-            Ok(_) => frame.answer(id, states.next().flatten().as_ref()),
-            Err(err) => frame.refusal(id, "contact.invalid_id", err.rule),
+        .into_iter()
+        .zip(malformed)
+        .map(|(id, malformed)| match malformed {
+            None => frame.answer(id, states.next().flatten().as_ref()),
+            Some(err) => frame.refusal(id, "contact.invalid_id", err.rule),
         })
         .collect();
     Ok((decisions, tree_size))
