@@ -1001,6 +1001,38 @@ mod tests {
     );
 
     #[test]
+    fn times_a_record_cannot_hold_are_refused_not_encoded() {
+        let registry = Registry::default();
+        let mut entry = sample();
+        entry.contact_seq = 1;
+        let registered = apply(None, &entry, [1; 32]).unwrap();
+        entry.seq += 1;
+        entry.contact_seq = 2;
+        entry.body.event = EventKind::ConsentGranted {
+            purpose: registry.purpose("p", "email_marketing").unwrap(),
+            channel: registry.channel("c", "email").unwrap(),
+            method: crate::model::ConsentMethod::Checkbox,
+            notice: crate::model::Notice {
+                id: "n".into(),
+                version: Some("1".into()),
+                text_sha256: None,
+                language: None,
+            },
+            form_url: None,
+            expires_at: DateTime::from_timestamp(32_503_680_000, 0),
+        };
+        assert_eq!(
+            apply(Some(&registered), &entry, [2; 32]),
+            Err(ApplyError::TimeOutOfRange {
+                field: "consent_granted.expires_at"
+            })
+        );
+        entry.body.occurred_at = DateTime::from_timestamp(-9_300_000_000, 0).unwrap();
+        let err = apply(Some(&registered), &entry, [2; 32]).unwrap_err();
+        assert_eq!(err.field(), "occurred_at");
+    }
+
+    #[test]
     fn states_round_trip_and_heads_read_from_either_record() {
         let registry = Registry::default();
         let purpose = registry.purpose("p", "email_marketing").unwrap();
