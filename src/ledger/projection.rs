@@ -984,6 +984,27 @@ mod tests {
         state
     }
 
+    /// Consent to email marketing by email, given by `method`, ending at `expires_at`.
+    fn email_grant(
+        method: crate::model::ConsentMethod,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> EventKind {
+        let registry = Registry::default();
+        EventKind::ConsentGranted {
+            purpose: registry.purpose("p", "email_marketing").unwrap(),
+            channel: registry.channel("c", "email").unwrap(),
+            method,
+            notice: crate::model::Notice {
+                id: "n".into(),
+                version: Some("1".into()),
+                text_sha256: None,
+                language: None,
+            },
+            form_url: None,
+            expires_at,
+        }
+    }
+
     /// The state built in `states_round_trip_and_heads_read_from_either_record`, as the
     /// format 2 encoder wrote it.
     const FORMAT_2_RECORD: &str = concat!(
@@ -1002,25 +1023,15 @@ mod tests {
 
     #[test]
     fn times_a_record_cannot_hold_are_refused_not_encoded() {
-        let registry = Registry::default();
         let mut entry = sample();
         entry.contact_seq = 1;
         let registered = apply(None, &entry, [1; 32]).unwrap();
         entry.seq += 1;
         entry.contact_seq = 2;
-        entry.body.event = EventKind::ConsentGranted {
-            purpose: registry.purpose("p", "email_marketing").unwrap(),
-            channel: registry.channel("c", "email").unwrap(),
-            method: crate::model::ConsentMethod::Checkbox,
-            notice: crate::model::Notice {
-                id: "n".into(),
-                version: Some("1".into()),
-                text_sha256: None,
-                language: None,
-            },
-            form_url: None,
-            expires_at: DateTime::from_timestamp(32_503_680_000, 0),
-        };
+        entry.body.event = email_grant(
+            crate::model::ConsentMethod::Checkbox,
+            DateTime::from_timestamp(32_503_680_000, 0),
+        );
         assert_eq!(
             apply(Some(&registered), &entry, [2; 32]),
             Err(ApplyError::TimeOutOfRange {
@@ -1036,21 +1047,11 @@ mod tests {
     fn states_round_trip_and_heads_read_from_either_record() {
         let registry = Registry::default();
         let purpose = registry.purpose("p", "email_marketing").unwrap();
-        let channel = registry.channel("c", "email").unwrap();
         let state = fold(vec![
-            EventKind::ConsentGranted {
-                purpose: purpose.clone(),
-                channel: channel.clone(),
-                method: crate::model::ConsentMethod::Checkbox,
-                notice: crate::model::Notice {
-                    id: "n".into(),
-                    version: Some("1".into()),
-                    text_sha256: None,
-                    language: None,
-                },
-                form_url: None,
-                expires_at: Some(DateTime::from_timestamp(1_800_000_000, 5).unwrap()),
-            },
+            email_grant(
+                crate::model::ConsentMethod::Checkbox,
+                Some(DateTime::from_timestamp(1_800_000_000, 5).unwrap()),
+            ),
             EventKind::ObjectionRecorded {
                 scope: ObjectionScope::Purpose(purpose.clone()),
             },
@@ -1130,19 +1131,7 @@ mod tests {
         let mut entry = sample();
         entry.seq = 100;
         entry.contact_seq = state.head_contact_seq + 1;
-        entry.body.event = EventKind::ConsentGranted {
-            purpose,
-            channel,
-            method: crate::model::ConsentMethod::Written,
-            notice: crate::model::Notice {
-                id: "paper".into(),
-                version: Some("1".into()),
-                text_sha256: None,
-                language: None,
-            },
-            form_url: None,
-            expires_at: None,
-        };
+        entry.body.event = email_grant(crate::model::ConsentMethod::Written, None);
         state = apply(Some(&state), &entry, [2; 32]).unwrap();
         let consent = &state.consents[0];
         let (grant, withdrawn) = (
