@@ -193,7 +193,9 @@ fn tampers() -> impl Strategy<Value = Tamper> {
         (any::<u64>(), 1u64..12).prop_map(|(pick, len)| Tamper::DeleteEntries { pick, len }),
         (1u64..6).prop_map(|len| Tamper::DeleteLastEntries { len }),
         (any::<u64>(), any::<u64>()).prop_map(|(a, b)| Tamper::SwapEntries { a, b }),
-        (0u8..4, any::<u64>()).prop_map(|(level, pick)| Tamper::DeleteNode { level, pick }),
+        // Leaves, and the stored levels above them (levels 1 to 3 are not stored).
+        (prop_oneof![Just(0u8), 4u8..7], any::<u64>())
+            .prop_map(|(level, pick)| Tamper::DeleteNode { level, pick }),
         any::<usize>().prop_map(|pick| Tamper::ChangePersonalData { pick }),
         any::<usize>().prop_map(|pick| Tamper::DeleteIndexRow { pick }),
         any::<usize>().prop_map(|pick| Tamper::AddIndexRow { pick }),

@@ -98,6 +98,18 @@ pub(crate) fn contact_prefix(contact_id: &str) -> Vec<u8> {
     key
 }
 
+/// The lowest Merkle level stored above the leaves. Levels 1 to 3 are not stored: a node
+/// there is recomputed from the at most 8 stored leaves beneath it when a proof or a past
+/// root needs it. Stored, they were nearly a row per entry for every append to write and
+/// every verification to read.
+pub(crate) const FIRST_STORED_NODE_LEVEL: u8 = 4;
+
+/// Whether nodes of `level` are stored: the leaves, and levels from
+/// [`FIRST_STORED_NODE_LEVEL`] up.
+pub(crate) fn merkle_level_stored(level: u8) -> bool {
+    level == 0 || level >= FIRST_STORED_NODE_LEVEL
+}
+
 pub(crate) fn merkle_key(level: u8, index: u64) -> [u8; 9] {
     let mut key = [0u8; 9];
     key[0] = level;

@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Direction, IteratorMode, Options, DB};
 
 use crate::audit::chain::{ChainBreak, ChainVerifier, StoredLink};
-use crate::audit::merkle::{empty_root, Frontier};
+use crate::audit::merkle::{empty_root, root_from_leaf_hashes, Frontier};
 use crate::crypto::Keyring;
 use crate::ledger::entry::{entry_hash, Entry, EntryError};
 use crate::ledger::projection::{state_at, ChainHead, Cutoff};
@@ -252,11 +252,33 @@ impl Store {
                 _ => StoreError::Engine(e),
             }
         })?;
-        Ok(Self {
+        let store = Self {
             db: Arc::new(db),
             metrics: Arc::new(Metrics::new()),
             space: Arc::new(DiskSpace::new(path.to_path_buf())),
-        })
+        };
+        store.drop_unstored_merkle_levels()?;
+        Ok(store)
+    }
+
+    /// Ledgers written before Merkle levels 1 to 3 stopped being stored still hold those
+    /// nodes. They are derived data (each is the hash of stored leaves), so they are
+    /// deleted, with one range tombstone, and nothing reads a copy that could go stale.
+    fn drop_unstored_merkle_levels(&self) -> Result<(), StoreError> {
+        let merkle = self.cf(keys::MERKLE);
+        let from = keys::merkle_key(1, 0);
+        let to = keys::merkle_key(keys::FIRST_STORED_NODE_LEVEL, 0);
+        let mut it = self.db.raw_iterator_cf(merkle);
+        it.seek(from);
+        it.status()?;
+        if it.key().is_some_and(|key| key < to.as_slice()) {
+            let mut batch = rocksdb::WriteBatch::default();
+            batch.delete_range_cf(merkle, from, to);
+            let mut sync = rocksdb::WriteOptions::default();
+            sync.set_sync(true);
+            self.db.write_opt(batch, &sync)?;
+        }
+        Ok(())
     }
 
     /// Starts the single writer on its own thread, sealing personal data with keys from
@@ -454,12 +476,37 @@ impl Store {
         )
     }
 
-    /// The stored Merkle node at `(level, index)`, if present.
+    /// The Merkle node at `(level, index)`: stored, or for the levels that are not
+    /// stored, recomputed from the stored leaves beneath it. `None` if a node or leaf it
+    /// needs is missing.
     pub fn merkle_node(&self, level: u8, index: u64) -> Result<Option<Hash>, StoreError> {
-        Ok(self
-            .db
-            .get_pinned_cf(self.cf(keys::MERKLE), keys::merkle_key(level, index))?
-            .and_then(|b| b.as_ref().try_into().ok()))
+        let merkle = self.cf(keys::MERKLE);
+        if keys::merkle_level_stored(level) {
+            return Ok(self
+                .db
+                .get_pinned_cf(merkle, keys::merkle_key(level, index))?
+                .and_then(|b| b.as_ref().try_into().ok()));
+        }
+        let (first, count) = (index << level, 1u64 << level);
+        let mut leaves = Vec::with_capacity(count as usize);
+        let mut it = self.db.raw_iterator_cf(merkle);
+        it.seek(keys::merkle_key(0, first));
+        for leaf in first..first + count {
+            match (it.key(), it.value()) {
+                (Some(key), Some(value)) if key == keys::merkle_key(0, leaf) => {
+                    match value.try_into() {
+                        Ok(hash) => leaves.push(hash),
+                        Err(_) => return Ok(None),
+                    }
+                }
+                _ => {
+                    it.status()?;
+                    return Ok(None);
+                }
+            }
+            it.next();
+        }
+        Ok(Some(root_from_leaf_hashes(&leaves)))
     }
 
     /// The entry with global sequence number `seq`, if it exists.

@@ -172,8 +172,8 @@ enum TreeInput {
     Leaf(Hash),
     /// A leaf already reported as damaged: nodes above it are not reported again.
     Damaged(u64),
-    /// A leaf whose stored hash differs from its entry's hash: the parent node tells
-    /// whether the entry or the stored leaf was altered.
+    /// A leaf whose stored hash differs from its entry's hash: the lowest stored node
+    /// above it tells whether the entry or the stored leaf was altered.
     Unresolved(u64),
     /// Entries `first..=last` are not stored. A run that a stored entry follows is
     /// reported and their stored leaves stand in for them; a run at the very end is a
@@ -320,9 +320,12 @@ impl<'s> TreeWalk<'s> {
         completed.clear();
         self.frontier.push_each(leaf, |node| completed.push(node));
         for &Node { level, index, hash } in completed.iter().skip(1) {
+            if !keys::merkle_level_stored(level) {
+                continue;
+            }
             let stored = self.tree.stored(self.snapshot, self.merkle, level, index)?;
             let matches = stored == Some(hash);
-            if level == 1 {
+            if level == keys::FIRST_STORED_NODE_LEVEL {
                 self.tree.resolve(level, index, matches, &mut self.findings);
             }
             if !matches && !self.tree.covers_damage(level, index) {
@@ -349,17 +352,18 @@ impl<'s> TreeWalk<'s> {
 /// Walks the stored Merkle nodes above the leaves level by level, in the order the
 /// recomputed tree produces them, and classifies mismatches.
 struct TreeCheck<'s> {
-    /// Scans of levels 1, 2, … (index 0 holds level 1).
+    /// Scans of the stored levels above the leaves, the lowest first.
     levels: Vec<NodeScan<'s>>,
-    /// Leaves whose stored hash differs from their bytes, not yet attributed: the parent
-    /// tells whether the entry or the stored leaf was altered.
+    /// Leaves whose stored hash differs from their bytes, not yet attributed: the lowest
+    /// stored node above them tells whether the entry or the stored leaf was altered.
     unresolved_leaves: Vec<u64>,
     /// Leaf indices already reported as damaged; nodes above them are not reported again.
     damaged: Vec<u64>,
 }
 
 impl<'s> TreeCheck<'s> {
-    /// The stored node `index` of `level` (at least 1), asked for in index order.
+    /// The stored node `index` of `level` (a stored level above the leaves), asked for
+    /// in index order.
     fn stored(
         &mut self,
         snapshot: &'s rocksdb::Snapshot<'s>,
@@ -367,11 +371,12 @@ impl<'s> TreeCheck<'s> {
         level: u8,
         index: u64,
     ) -> Result<Option<Hash>, StoreError> {
-        while self.levels.len() < usize::from(level) {
-            let next = self.levels.len() as u8 + 1;
+        let at = usize::from(level - keys::FIRST_STORED_NODE_LEVEL);
+        while self.levels.len() <= at {
+            let next = keys::FIRST_STORED_NODE_LEVEL + self.levels.len() as u8;
             self.levels.push(NodeScan::new(snapshot, cf, next, 0));
         }
-        self.levels[usize::from(level) - 1].stored(index)
+        self.levels[at].stored(index)
     }
 
     fn covers_damage(&self, level: u8, index: u64) -> bool {
@@ -949,7 +954,7 @@ impl Store {
         } else {
             frontier.root()
         };
-        // Leaves with no parent yet are judged against the recorded root.
+        // Leaves with no stored node above them yet are judged against the recorded root.
         let root_matches =
             recorded_root == Some(root) || (recorded_size == 0 && frontier.size() == 0);
         for leaf in std::mem::take(&mut tree.unresolved_leaves) {

@@ -577,10 +577,12 @@ impl<'s> Group<'s> {
         if matches!(event.kind, EventKind::ErasureExecuted { .. }) {
             self.stage_erasure(&event.contact_id, seq)?;
         }
-        for node in self.frontier.push(hash) {
-            self.nodes
-                .push((keys::merkle_key(node.level, node.index), node.hash));
-        }
+        let nodes = &mut self.nodes;
+        self.frontier.push_each(hash, |node| {
+            if keys::merkle_level_stored(node.level) {
+                nodes.push((keys::merkle_key(node.level, node.index), node.hash));
+            }
+        });
         match next {
             Next::Contact(next) => {
                 if let Some(id) = event.kind.request_id() {
