@@ -355,6 +355,11 @@ fn merkle_key(level: u8, index: u64) -> Vec<u8> {
     key
 }
 
+/// The row of leaves `16 * tile` to `16 * tile + 15`.
+fn leaf_tile_key(tile: u64) -> Vec<u8> {
+    merkle_key(0xf0, tile)
+}
+
 #[tokio::test]
 async fn a_changed_byte_in_an_entry_is_found_at_that_entry() {
     let result = tampered(|db| {
@@ -420,10 +425,13 @@ async fn a_changed_merkle_node_is_found_over_its_entries() {
         (17, pb::DamageKind::TreeMismatch),
         "{result:?}"
     );
-    // A changed leaf record (entry 17 intact) is told apart from a changed entry.
+    // A changed leaf record (entry 17 intact, the first leaf of the second tile) is told
+    // apart from a changed entry.
     let result = tampered(|db| {
         let cf = db.cf_handle("merkle").unwrap();
-        db.put_cf(cf, merkle_key(0, 16), [9u8; 32]).unwrap();
+        let mut tile = db.get_cf(cf, leaf_tile_key(1)).unwrap().unwrap();
+        tile[..32].copy_from_slice(&[9u8; 32]);
+        db.put_cf(cf, leaf_tile_key(1), tile).unwrap();
     })
     .await;
     assert_eq!(
@@ -433,11 +441,12 @@ async fn a_changed_merkle_node_is_found_over_its_entries() {
     );
 }
 
-/// Ledgers written before Merkle levels 1 to 3 stopped being stored hold rows for them.
-/// They are deleted at open and never read: here they are wrong on purpose, and the
-/// ledger still verifies and its proofs still check.
+/// Ledgers written before leaf tiles hold a row per leaf and rows for Merkle levels 1 to
+/// 3. Opening one converts the leaves into tiles and deletes the rest, which is never
+/// read: here those rows are wrong on purpose, and the ledger still verifies against the
+/// checkpoint saved before, and its proofs still check.
 #[tokio::test]
-async fn merkle_rows_of_unstored_levels_are_dropped_at_open() {
+async fn a_ledger_with_a_row_per_leaf_is_converted_at_open() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path()).await;
     let total = populate(&server, "audit", 11).await;
@@ -445,31 +454,40 @@ async fn merkle_rows_of_unstored_levels_are_dropped_at_open() {
         .await
         .note;
     server.stop().await;
-    let unstored = |db: &rocksdb::DB| -> usize {
+    let rows = |db: &rocksdb::DB| -> Vec<Vec<u8>> {
         let cf = db.cf_handle("merkle").unwrap();
         db.iterator_cf(cf, rocksdb::IteratorMode::Start)
-            .map(|row| row.unwrap().0)
-            .filter(|key| (1..4).contains(&key[0]))
-            .count()
+            .map(|row| row.unwrap().0.to_vec())
+            .collect()
     };
+    let tiles = total.div_ceil(16);
+    // Back to the layout before tiles.
     edit_rocksdb(dir.path(), |db| {
-        assert_eq!(unstored(db), 0);
         let cf = db.cf_handle("merkle").unwrap();
+        for tile in 0..tiles {
+            let row = db.get_cf(cf, leaf_tile_key(tile)).unwrap().unwrap();
+            for (at, leaf) in row.chunks(32).enumerate() {
+                db.put_cf(cf, merkle_key(0, tile * 16 + at as u64), leaf)
+                    .unwrap();
+            }
+            db.delete_cf(cf, leaf_tile_key(tile)).unwrap();
+        }
         for level in 1..4u8 {
             for index in 0..total >> level {
                 db.put_cf(cf, merkle_key(level, index), [3u8; 32]).unwrap();
             }
         }
-        assert!(unstored(db) > 0);
+        assert!(rows(db).iter().all(|key| key[0] != 0xf0));
     });
 
     let server = TestServer::start(dir.path()).await;
     let result = verify_ledger(&server, &saved).await;
     assert!(result.ok, "{result:?}");
+    assert_eq!(result.entries_verified, total);
     let leaves = leaves(&server, total).await;
     let root = root_from_leaf_hashes(&leaves);
     let mut audit = audit_client(&server).await;
-    for seq in [1, 8, 9, 16, total] {
+    for seq in [1, 8, 9, 16, 17, total] {
         let response = audit
             .get_inclusion_proof(pb::GetInclusionProofRequest {
                 seq,
@@ -489,7 +507,12 @@ async fn merkle_rows_of_unstored_levels_are_dropped_at_open() {
             .unwrap_or_else(|e| panic!("inclusion of {seq}: {e}"));
     }
     server.stop().await;
-    edit_rocksdb(dir.path(), |db| assert_eq!(unstored(db), 0));
+    edit_rocksdb(dir.path(), |db| {
+        let rows = rows(db);
+        assert!(rows.iter().all(|key| key[0] >= 4), "{rows:?}");
+        let tile_rows = rows.iter().filter(|key| key[0] == 0xf0).count();
+        assert_eq!(tile_rows as u64, tiles);
+    });
 }
 
 #[tokio::test]
@@ -520,13 +543,17 @@ async fn a_rollback_is_found_against_the_saved_checkpoint() {
             db.delete_cf(entries, seq.to_be_bytes()).unwrap();
         }
         let merkle = db.cf_handle("merkle").unwrap();
-        for level in 0..6u8 {
-            for index in 0..64u64 {
+        for level in 4..6u8 {
+            for index in 0..4u64 {
                 if ((index + 1) << level) > 36 {
                     db.delete_cf(merkle, merkle_key(level, index)).unwrap();
                 }
             }
         }
+        // The third tile (leaves 32 to 47) keeps the leaves of entries 33 to 36.
+        let tile = db.get_cf(merkle, leaf_tile_key(2)).unwrap().unwrap();
+        db.put_cf(merkle, leaf_tile_key(2), &tile[..4 * 32])
+            .unwrap();
         let checkpoints = db.cf_handle("checkpoints").unwrap();
         for size in 37..=41u64 {
             db.delete_cf(checkpoints, size.to_be_bytes()).unwrap();

@@ -249,13 +249,17 @@ fn apply(dir: &Path, total: u64, tamper: &Tamper) -> bool {
             a != b
         }
         Tamper::DeleteNode { level, pick } => {
-            let nodes = total >> level;
-            if nodes > 0 {
-                let mut node = vec![level];
-                node.extend_from_slice(&(pick % nodes).to_be_bytes());
-                db.delete_cf(family("merkle"), node).unwrap();
+            // Level 0: the tile holding the leaf picked (leaves are stored 16 to a row).
+            let (prefix, rows) = match level {
+                0 => (0xf0, total.div_ceil(16)),
+                _ => (level, total >> level),
+            };
+            if rows > 0 {
+                let mut row = vec![prefix];
+                row.extend_from_slice(&(pick % rows).to_be_bytes());
+                db.delete_cf(family("merkle"), row).unwrap();
             }
-            nodes > 0
+            rows > 0
         }
         Tamper::ChangePersonalData { pick } => {
             let records = rows("pii");

@@ -5,6 +5,8 @@
 //! `(level, index)`: level 0 holds the leaf hashes, and node `(l, i)` covers leaves
 //! `[i * 2^l, (i + 1) * 2^l)`. A tree of any size is the sequence of perfect subtrees named
 //! by the set bits of its size, so the root of any size can be computed from stored nodes.
+//! (How the store keeps them, leaves in tiles and only some levels, is its own business:
+//! it answers for any `(level, index)`.)
 
 use sha2::{Digest, Sha256};
 

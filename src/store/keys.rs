@@ -5,7 +5,8 @@
 pub(crate) const ENTRIES: &str = "entries";
 /// Global seq by (contact id, contact seq).
 pub(crate) const CONTACT_INDEX: &str = "contact_index";
-/// Perfect-subtree hashes by (level, index).
+/// The Merkle tree: leaf hashes in tiles of 16 ([`leaf_tile_key`]) and perfect-subtree
+/// hashes from level 4 up ([`merkle_key`]).
 pub(crate) const MERKLE: &str = "merkle";
 /// Contact projection by contact id.
 pub(crate) const STATE: &str = "state";
@@ -98,18 +99,38 @@ pub(crate) fn contact_prefix(contact_id: &str) -> Vec<u8> {
     key
 }
 
+/// Leaf hashes are stored 16 to a row, concatenated in order: the row of tile `t` holds
+/// leaves `16t` to `16t + 15`, and the last tile holds as many as the tree has. A row per
+/// leaf was a row per entry for every append to write and every verification to read.
+pub(crate) const LEAVES_PER_TILE: u64 = 16;
+/// The length of a full tile's row.
+pub(crate) const TILE_BYTES: usize = LEAVES_PER_TILE as usize * 32;
+
 /// The lowest Merkle level stored above the leaves. Levels 1 to 3 are not stored: a node
-/// there is recomputed from the at most 8 stored leaves beneath it when a proof or a past
-/// root needs it. Stored, they were nearly a row per entry for every append to write and
-/// every verification to read.
+/// there is recomputed from the at most 8 leaves beneath it, all in one tile, when a proof
+/// or a past root needs it.
 pub(crate) const FIRST_STORED_NODE_LEVEL: u8 = 4;
 
-/// Whether nodes of `level` are stored: the leaves, and levels from
-/// [`FIRST_STORED_NODE_LEVEL`] up.
-pub(crate) fn merkle_level_stored(level: u8) -> bool {
-    level == 0 || level >= FIRST_STORED_NODE_LEVEL
+// A tile is exactly the leaves under one node of the lowest stored level.
+const _: () = assert!(LEAVES_PER_TILE == 1 << FIRST_STORED_NODE_LEVEL);
+
+/// The first key byte of leaf tiles: above every level, so tiles sort after the nodes.
+const LEAF_TILE_PREFIX: u8 = 0xf0;
+
+/// `0xf0 || tile (BE u64)`: the row of leaves `16 * tile` to `16 * tile + 15`.
+pub(crate) fn leaf_tile_key(tile: u64) -> [u8; 9] {
+    merkle_key(LEAF_TILE_PREFIX, tile)
 }
 
+/// Leaf `leaf` (a global leaf index) from the row of its tile, if the row holds it.
+pub(crate) fn leaf_in_tile(row: &[u8], leaf: u64) -> Option<crate::ledger::Hash> {
+    let at = (leaf % LEAVES_PER_TILE) as usize * 32;
+    row.get(at..at + 32)?.try_into().ok()
+}
+
+/// `level || index (BE u64)`: the stored node of a level from [`FIRST_STORED_NODE_LEVEL`]
+/// up. (Ledgers written before leaf tiles held a row per leaf at level 0, and rows for
+/// levels 1 to 3; opening one converts them.)
 pub(crate) fn merkle_key(level: u8, index: u64) -> [u8; 9] {
     let mut key = [0u8; 9];
     key[0] = level;

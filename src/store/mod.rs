@@ -24,7 +24,7 @@ use crate::audit::merkle::{empty_root, root_from_leaf_hashes, Frontier};
 use crate::crypto::Keyring;
 use crate::ledger::entry::{entry_hash, Entry, EntryError};
 use crate::ledger::projection::{state_at, ChainHead, Cutoff};
-use crate::ledger::{ContactState, Hash};
+use crate::ledger::{ContactState, Hash, ZERO_HASH};
 use crate::metrics::Metrics;
 use crate::model::ContactId;
 
@@ -257,27 +257,74 @@ impl Store {
             metrics: Arc::new(Metrics::new()),
             space: Arc::new(DiskSpace::new(path.to_path_buf())),
         };
-        store.drop_unstored_merkle_levels()?;
+        store.upgrade_merkle_rows()?;
         Ok(store)
     }
 
-    /// Ledgers written before Merkle levels 1 to 3 stopped being stored still hold those
-    /// nodes. They are derived data (each is the hash of stored leaves), so they are
-    /// deleted, with one range tombstone, and nothing reads a copy that could go stale.
-    fn drop_unstored_merkle_levels(&self) -> Result<(), StoreError> {
+    /// Ledgers written before leaf tiles hold a row per leaf, and rows for Merkle levels
+    /// 1 to 3. The leaves are copied into tiles (in batches; a crash before the end leaves
+    /// the old rows, and the next open starts again), then the old rows are deleted with
+    /// one range tombstone in a synced write. Levels 1 to 3 are derived data and are not
+    /// kept, so nothing can read a copy of them that has gone stale.
+    fn upgrade_merkle_rows(&self) -> Result<(), StoreError> {
         let merkle = self.cf(keys::MERKLE);
-        let from = keys::merkle_key(1, 0);
-        let to = keys::merkle_key(keys::FIRST_STORED_NODE_LEVEL, 0);
+        let (from, to) = (
+            keys::merkle_key(0, 0),
+            keys::merkle_key(keys::FIRST_STORED_NODE_LEVEL, 0),
+        );
         let mut it = self.db.raw_iterator_cf(merkle);
         it.seek(from);
         it.status()?;
-        if it.key().is_some_and(|key| key < to.as_slice()) {
-            let mut batch = rocksdb::WriteBatch::default();
-            batch.delete_range_cf(merkle, from, to);
-            let mut sync = rocksdb::WriteOptions::default();
-            sync.set_sync(true);
-            self.db.write_opt(batch, &sync)?;
+        if it.key().is_none_or(|key| key >= to.as_slice()) {
+            return Ok(());
         }
+        tracing::info!("converting the Merkle tree's leaf rows into tiles of 16");
+        let started = std::time::Instant::now();
+        let mut batch = rocksdb::WriteBatch::default();
+        let mut tile = Vec::with_capacity(keys::TILE_BYTES);
+        let mut next = 0u64;
+        while let (Some(key), Some(value)) = (it.key(), it.value()) {
+            if key[0] != 0 {
+                break;
+            }
+            let leaf = keys::decode_u64(&key[1..])
+                .zip(<Hash>::try_from(value).ok())
+                .filter(|&(index, _)| index >= next);
+            if let Some((index, hash)) = leaf {
+                // A leaf row missing in the old layout cannot be left out of a tile: it
+                // is kept as zeros, which VerifyLedger reports as an altered leaf.
+                while next <= index {
+                    tile.extend_from_slice(if next == index { &hash } else { &ZERO_HASH });
+                    next += 1;
+                    if next % keys::LEAVES_PER_TILE == 0 {
+                        let full = keys::leaf_tile_key(next / keys::LEAVES_PER_TILE - 1);
+                        batch.put_cf(merkle, full, &tile);
+                        tile.clear();
+                    }
+                }
+            }
+            if batch.len() >= 4096 {
+                self.db.write(std::mem::take(&mut batch))?;
+            }
+            it.next();
+        }
+        it.status()?;
+        if !tile.is_empty() {
+            batch.put_cf(
+                merkle,
+                keys::leaf_tile_key(next / keys::LEAVES_PER_TILE),
+                &tile,
+            );
+        }
+        batch.delete_range_cf(merkle, from, to);
+        let mut sync = rocksdb::WriteOptions::default();
+        sync.set_sync(true);
+        self.db.write_opt(batch, &sync)?;
+        tracing::info!(
+            leaves = next,
+            seconds = started.elapsed().as_secs_f64(),
+            "Merkle leaf rows converted"
+        );
         Ok(())
     }
 
@@ -476,37 +523,26 @@ impl Store {
         )
     }
 
-    /// The Merkle node at `(level, index)`: stored, or for the levels that are not
-    /// stored, recomputed from the stored leaves beneath it. `None` if a node or leaf it
-    /// needs is missing.
+    /// The Merkle node at `(level, index)`: a leaf from its tile, a stored node, or for
+    /// levels 1 to 3, the hash of the leaves beneath it. `None` if what it needs is
+    /// missing.
     pub fn merkle_node(&self, level: u8, index: u64) -> Result<Option<Hash>, StoreError> {
         let merkle = self.cf(keys::MERKLE);
-        if keys::merkle_level_stored(level) {
+        if level >= keys::FIRST_STORED_NODE_LEVEL {
             return Ok(self
                 .db
                 .get_pinned_cf(merkle, keys::merkle_key(level, index))?
                 .and_then(|b| b.as_ref().try_into().ok()));
         }
-        let (first, count) = (index << level, 1u64 << level);
-        let mut leaves = Vec::with_capacity(count as usize);
-        let mut it = self.db.raw_iterator_cf(merkle);
-        it.seek(keys::merkle_key(0, first));
-        for leaf in first..first + count {
-            match (it.key(), it.value()) {
-                (Some(key), Some(value)) if key == keys::merkle_key(0, leaf) => {
-                    match value.try_into() {
-                        Ok(hash) => leaves.push(hash),
-                        Err(_) => return Ok(None),
-                    }
-                }
-                _ => {
-                    it.status()?;
-                    return Ok(None);
-                }
-            }
-            it.next();
-        }
-        Ok(Some(root_from_leaf_hashes(&leaves)))
+        let first = index << level;
+        let tile = first / keys::LEAVES_PER_TILE;
+        let Some(row) = self.db.get_pinned_cf(merkle, keys::leaf_tile_key(tile))? else {
+            return Ok(None);
+        };
+        let leaves: Option<Vec<_>> = (first..first + (1 << level))
+            .map(|leaf| keys::leaf_in_tile(&row, leaf))
+            .collect();
+        Ok(leaves.map(|leaves| root_from_leaf_hashes(&leaves)))
     }
 
     /// The entry with global sequence number `seq`, if it exists.

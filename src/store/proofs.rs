@@ -1,6 +1,7 @@
-//! Merkle proofs and past roots read from the stored perfect-subtree nodes. Nodes are
-//! written once, when their subtree completes, so a proof for any size up to the current
-//! tree reads only nodes that can no longer change: no snapshot is needed.
+//! Merkle proofs and past roots read from the stored tree. Nodes are written once, when
+//! their subtree completes, and a leaf tile is only ever extended, so a proof for any size
+//! up to the current tree reads only hashes that can no longer change: no snapshot is
+//! needed.
 
 use super::{Store, StoreError};
 use crate::audit::merkle::empty_root;

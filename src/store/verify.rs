@@ -124,30 +124,57 @@ fn report_orphan_record(seq: u64, findings: &mut Findings) {
     );
 }
 
-/// Reads the stored Merkle nodes of one level in index order, with one iterator.
+/// Reads stored Merkle rows in index order with one iterator: the nodes of one level, or
+/// the leaves from their tiles.
 struct NodeScan<'s> {
-    level: u8,
+    /// The level read; `None` for the leaves.
+    level: Option<u8>,
     it: rocksdb::DBRawIteratorWithThreadMode<'s, rocksdb::DB>,
 }
 
 impl<'s> NodeScan<'s> {
-    /// Reads `level` from node `from` on.
-    fn new(
+    /// Reads the leaves from leaf `from` on.
+    fn leaves(snapshot: &'s rocksdb::Snapshot<'s>, cf: &rocksdb::ColumnFamily, from: u64) -> Self {
+        Self::new(snapshot, cf, None, from)
+    }
+
+    /// Reads the stored nodes of `level` from node `from` on.
+    fn level(
         snapshot: &'s rocksdb::Snapshot<'s>,
         cf: &rocksdb::ColumnFamily,
         level: u8,
         from: u64,
     ) -> Self {
-        let mut it = snapshot.raw_iterator_cf_opt(cf, scan_options());
-        it.seek(keys::merkle_key(level, from));
-        Self { level, it }
+        Self::new(snapshot, cf, Some(level), from)
     }
 
-    /// The stored node `index` of this level; asked for in increasing index order.
+    fn new(
+        snapshot: &'s rocksdb::Snapshot<'s>,
+        cf: &rocksdb::ColumnFamily,
+        level: Option<u8>,
+        from: u64,
+    ) -> Self {
+        let mut scan = Self {
+            level,
+            it: snapshot.raw_iterator_cf_opt(cf, scan_options()),
+        };
+        scan.it.seek(scan.row_key(from));
+        scan
+    }
+
+    /// The key of the row that holds node (or leaf) `index`.
+    fn row_key(&self, index: u64) -> [u8; 9] {
+        match self.level {
+            Some(level) => keys::merkle_key(level, index),
+            None => keys::leaf_tile_key(index / keys::LEAVES_PER_TILE),
+        }
+    }
+
+    /// The stored node (or leaf) `index`; asked for in increasing index order.
     fn stored(&mut self, index: u64) -> Result<Option<Hash>, StoreError> {
+        let wanted = self.row_key(index);
         let it = &mut self.it;
-        let wanted = keys::merkle_key(self.level, index);
-        // Skip any stray nodes before the wanted one.
+        // Skip rows before the wanted one: those already read, and any stray ones.
         while let Some(key) = it.key() {
             if key >= wanted.as_slice() {
                 break;
@@ -155,14 +182,13 @@ impl<'s> NodeScan<'s> {
             it.next();
         }
         it.status()?;
-        match (it.key(), it.value()) {
-            (Some(key), Some(value)) if key == wanted.as_slice() => {
-                let hash = value.try_into().ok();
-                it.next();
-                Ok(hash)
-            }
-            _ => Ok(None),
-        }
+        Ok(match (it.key(), it.value()) {
+            (Some(key), Some(row)) if key == wanted.as_slice() => match self.level {
+                Some(_) => row.try_into().ok(),
+                None => keys::leaf_in_tile(row, index),
+            },
+            _ => None,
+        })
     }
 }
 
@@ -303,7 +329,7 @@ impl<'s> TreeWalk<'s> {
                 format!("entries {first} to {last} are missing")
             },
         );
-        let mut leaves = NodeScan::new(self.snapshot, self.merkle, 0, first - 1);
+        let mut leaves = NodeScan::leaves(self.snapshot, self.merkle, first - 1);
         for missing in first..=last {
             let index = missing - 1;
             self.tree.mark_damaged(index);
@@ -320,7 +346,7 @@ impl<'s> TreeWalk<'s> {
         completed.clear();
         self.frontier.push_each(leaf, |node| completed.push(node));
         for &Node { level, index, hash } in completed.iter().skip(1) {
-            if !keys::merkle_level_stored(level) {
+            if level < keys::FIRST_STORED_NODE_LEVEL {
                 continue;
             }
             let stored = self.tree.stored(self.snapshot, self.merkle, level, index)?;
@@ -374,7 +400,7 @@ impl<'s> TreeCheck<'s> {
         let at = usize::from(level - keys::FIRST_STORED_NODE_LEVEL);
         while self.levels.len() <= at {
             let next = keys::FIRST_STORED_NODE_LEVEL + self.levels.len() as u8;
-            self.levels.push(NodeScan::new(snapshot, cf, next, 0));
+            self.levels.push(NodeScan::level(snapshot, cf, next, 0));
         }
         self.levels[at].stored(index)
     }
@@ -689,7 +715,7 @@ impl Store {
             entries.seek(keys::seq_key(start));
             personal.seek(keys::seq_key(start));
         }
-        let mut leaves = NodeScan::new(snapshot, self.cf(keys::MERKLE), 0, start - 1);
+        let mut leaves = NodeScan::leaves(snapshot, self.cf(keys::MERKLE), start - 1);
         let mut scan = ChunkScan {
             count: 0,
             bytes_hashed: 0,

@@ -306,6 +306,8 @@ struct Group<'s> {
     frontier: Frontier,
     now: DateTime<Utc>,
     batch: WriteBatch,
+    /// The leaves the group adds, from leaf index `frontier.size()` at its start.
+    leaves: Vec<Hash>,
     /// Merkle nodes and contact-index rows completed by the group, written at commit in
     /// key order (see [`Group::commit`]).
     nodes: Vec<([u8; 9], Hash)>,
@@ -336,6 +338,7 @@ impl<'s> Group<'s> {
             frontier,
             now,
             batch: WriteBatch::default(),
+            leaves: Vec::new(),
             nodes: Vec::new(),
             index_rows: Vec::new(),
             states: HashMap::new(),
@@ -579,10 +582,11 @@ impl<'s> Group<'s> {
         }
         let nodes = &mut self.nodes;
         self.frontier.push_each(hash, |node| {
-            if keys::merkle_level_stored(node.level) {
+            if node.level >= keys::FIRST_STORED_NODE_LEVEL {
                 nodes.push((keys::merkle_key(node.level, node.index), node.hash));
             }
         });
+        self.leaves.push(hash);
         match next {
             Next::Contact(next) => {
                 if let Some(id) = event.kind.request_id() {
@@ -624,6 +628,49 @@ impl<'s> Group<'s> {
         Ok(Ok(pending))
     }
 
+    /// Stages the tiles the group's leaves go in (after the nodes: tiles sort after
+    /// them). The first continues the last tile written, if that one was not full.
+    fn stage_leaf_tiles(&mut self) -> Result<(), StoreError> {
+        if self.leaves.is_empty() {
+            return Ok(());
+        }
+        let first = self.frontier.size() - self.leaves.len() as u64;
+        let merkle = self.store.cf(keys::MERKLE);
+        let mut tile_index = first / keys::LEAVES_PER_TILE;
+        let held = (first % keys::LEAVES_PER_TILE) as usize * 32;
+        let mut tile = Vec::with_capacity(keys::TILE_BYTES);
+        if held > 0 {
+            let row = self
+                .store
+                .db
+                .get_pinned_cf(merkle, keys::leaf_tile_key(tile_index))?;
+            match row.as_deref() {
+                Some(row) if row.len() == held => tile.extend_from_slice(row),
+                _ => {
+                    let detail = format!(
+                        "the Merkle leaf tile {tile_index} does not hold the {} leaves written to it",
+                        held / 32
+                    );
+                    return Err(StoreError::Corrupt(detail));
+                }
+            }
+        }
+        for leaf in &self.leaves {
+            tile.extend_from_slice(leaf);
+            if tile.len() == keys::TILE_BYTES {
+                self.batch
+                    .put_cf(merkle, keys::leaf_tile_key(tile_index), &tile);
+                tile.clear();
+                tile_index += 1;
+            }
+        }
+        if !tile.is_empty() {
+            self.batch
+                .put_cf(merkle, keys::leaf_tile_key(tile_index), &tile);
+        }
+        Ok(())
+    }
+
     /// Writes the group in one synced batch. Returns the new frontier and tree head.
     fn commit(mut self) -> Result<(Frontier, TreeHead), StoreError> {
         let head = TreeHead {
@@ -643,6 +690,7 @@ impl<'s> Group<'s> {
         for (key, hash) in &self.nodes {
             self.batch.put_cf(db.cf(keys::MERKLE), key, hash);
         }
+        self.stage_leaf_tiles()?;
         self.index_rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         for (key, seq) in &self.index_rows {
             self.batch.put_cf(db.cf(keys::CONTACT_INDEX), key, seq);
