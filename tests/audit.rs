@@ -515,6 +515,55 @@ async fn a_ledger_with_a_row_per_leaf_is_converted_at_open() {
     });
 }
 
+/// A byte changed inside a table file, beneath RocksDB: the verification does not stop at
+/// the damaged block but names the entry whose bytes changed. (Entry 150 is in a later
+/// block than the policy activation, entry 1, which the server reads at start.)
+#[tokio::test]
+async fn a_byte_changed_in_a_table_file_is_found_at_that_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    assert!(populate(&server, "audit", 60).await > 160);
+    let saved = fresh_checkpoint(&mut audit_client(&server).await)
+        .await
+        .note;
+    server.stop().await; // flushes: the entries are in table files now
+    let mut stored = Vec::new();
+    edit_rocksdb(dir.path(), |db| {
+        let cf = db.cf_handle("entries").unwrap();
+        stored = db.get_cf(cf, 150u64.to_be_bytes()).unwrap().unwrap();
+    });
+    let found: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "sst"))
+        .flat_map(|path| {
+            let bytes = std::fs::read(&path).unwrap();
+            let at: Vec<usize> = (0..bytes.len().saturating_sub(stored.len()))
+                .filter(|&at| bytes[at..].starts_with(&stored))
+                .collect();
+            at.into_iter().map(move |at| (path.clone(), at))
+        })
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "entry 150 is not stored once in plain bytes"
+    );
+    let (path, at) = &found[0];
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[at + stored.len() - 2] ^= 0x01;
+    std::fs::write(path, &bytes).unwrap();
+
+    let server = TestServer::start(dir.path()).await;
+    let result = verify_ledger(&server, &saved).await;
+    server.stop().await;
+    assert_eq!(
+        first_finding(&result),
+        (150, pb::DamageKind::Changed),
+        "{result:?}"
+    );
+}
+
 #[tokio::test]
 async fn changed_personal_data_is_found_by_its_digest() {
     let result = tampered(|db| {

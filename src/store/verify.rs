@@ -1088,6 +1088,11 @@ impl Store {
 /// Read options for a sequential scan of a column family.
 fn scan_options() -> ReadOptions {
     let mut options = ReadOptions::default();
+    // Every byte read is checked here against what it must be (entries re-hashed, rows
+    // compared or fingerprinted), so RocksDB's block checksums add only their cost (about
+    // 5% of the CPU), and a damaged block would stop the verification with a storage
+    // error instead of being reported at the entries it holds.
+    options.set_verify_checksums(false);
     options.set_readahead_size(4 << 20);
     // A full scan must not evict the blocks that eligibility reads keep hot.
     options.fill_cache(false);
