@@ -87,9 +87,17 @@ pub(crate) fn seq_key(seq: u64) -> [u8; 8] {
 /// `contact id || 0x00 || contact seq`. Contact ids are visible ASCII, so the 0x00
 /// separator keeps one contact's keys contiguous and apart from ids it prefixes.
 pub(crate) fn contact_index_key(contact_id: &str, contact_seq: u64) -> Vec<u8> {
-    let mut key = contact_prefix(contact_id);
-    key.extend_from_slice(&contact_seq.to_be_bytes());
+    let mut key = Vec::with_capacity(contact_id.len() + 9);
+    write_contact_index_key(&mut key, contact_id, contact_seq);
     key
+}
+
+/// [`contact_index_key`] into `key`, replacing what it held.
+pub(crate) fn write_contact_index_key(key: &mut Vec<u8>, contact_id: &str, contact_seq: u64) {
+    key.clear();
+    key.extend_from_slice(contact_id.as_bytes());
+    key.push(0);
+    key.extend_from_slice(&contact_seq.to_be_bytes());
 }
 
 pub(crate) fn contact_prefix(contact_id: &str) -> Vec<u8> {

@@ -728,6 +728,8 @@ impl Store {
         let findings = &mut scan.findings;
         let tree = &mut scan.inputs;
         let mut expected_seq = start;
+        // The contact-index row each entry implies.
+        let mut row_key = Vec::new();
         while let (Some(key), Some(bytes)) = (entries.key(), entries.value()) {
             let hash = entry_hash(bytes);
             let Some(seq) = keys::decode_u64(key).filter(|&s| s >= 1) else {
@@ -768,11 +770,14 @@ impl Store {
                     stored_leaf.unwrap_or(hash)
                 }
                 Ok(header) => {
-                    scan.index_digest = scan.index_digest.wrapping_add(fingerprint.of(
-                        header.contact_id.as_bytes(),
+                    keys::write_contact_index_key(
+                        &mut row_key,
+                        header.contact_id,
                         header.contact_seq,
-                        seq,
-                    ));
+                    );
+                    scan.index_digest = scan
+                        .index_digest
+                        .wrapping_add(fingerprint.of(&row_key, seq));
                     match scan.contacts.get_mut(header.contact_id) {
                         Some(run) => {
                             check_link(
@@ -1110,17 +1115,10 @@ fn sum_contact_index(
     it.seek_to_first();
     let (mut sum, mut malformed) = (0u128, 0u64);
     while let (Some(key), Some(value)) = (it.key(), it.value()) {
-        let row = key.iter().position(|&b| b == 0).and_then(|at| {
-            Some((
-                &key[..at],
-                keys::decode_u64(&key[at + 1..])?,
-                keys::decode_u64(value)?,
-            ))
-        });
-        match row {
-            Some((contact, contact_seq, seq)) => {
-                sum = sum.wrapping_add(fingerprint.of(contact, contact_seq, seq))
-            }
+        // Contact id (no zero byte), 0, contact seq (8 bytes); the value an entry's seq.
+        let well_formed = key.iter().position(|&b| b == 0) == key.len().checked_sub(9);
+        match keys::decode_u64(value).filter(|_| well_formed && key.len() > 9) {
+            Some(seq) => sum = sum.wrapping_add(fingerprint.of(key, seq)),
             None => malformed += 1,
         }
         it.next();
@@ -1150,14 +1148,13 @@ impl IndexFingerprint {
         })
     }
 
-    fn of(&self, contact: &[u8], contact_seq: u64, seq: u64) -> u128 {
+    /// The fingerprint of the contact-index row with key `row_key` (contact id, 0, contact
+    /// seq) naming entry `seq`.
+    fn of(&self, row_key: &[u8], seq: u64) -> u128 {
         use std::hash::Hasher as _;
-        // Contact ids hold no zero byte: the row's encoding is unambiguous.
         let mut hasher = SipHasher24::new_with_keys(self.key.0, self.key.1);
-        hasher.write(contact);
-        hasher.write(&[0]);
-        hasher.write(&contact_seq.to_be_bytes());
-        hasher.write(&seq.to_be_bytes());
+        hasher.write(row_key);
+        hasher.write_u64(seq);
         hasher.finish128().as_u128()
     }
 }
