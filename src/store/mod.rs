@@ -284,7 +284,7 @@ impl Store {
         let mut tile = Vec::with_capacity(keys::TILE_BYTES);
         let mut next = 0u64;
         while let (Some(key), Some(value)) = (it.key(), it.value()) {
-            if key[0] != 0 {
+            if key.first() != Some(&0) {
                 break;
             }
             let leaf = keys::decode_u64(&key[1..])
