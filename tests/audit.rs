@@ -109,6 +109,26 @@ async fn fresh_checkpoint(audit: &mut Audit) -> pb::Checkpoint {
         .unwrap()
 }
 
+/// Fetches the inclusion proof of entry `seq` in the tree of `size` entries and checks it,
+/// and the root and entry hash sent with it, against `leaves` and `root`.
+async fn check_inclusion(audit: &mut Audit, seq: u64, size: u64, leaves: &[Hash], root: &Hash) {
+    let response = audit
+        .get_inclusion_proof(pb::GetInclusionProofRequest {
+            seq,
+            tree_size: size,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let leaf = &leaves[seq as usize - 1];
+    assert_eq!(h(&response.root), *root);
+    assert_eq!(h(&response.entry_hash), *leaf);
+    let proof = response.proof.unwrap();
+    let hashes: Vec<Hash> = proof.hashes.iter().map(|x| h(x)).collect();
+    verify_inclusion(seq - 1, size, leaf, &hashes, root)
+        .unwrap_or_else(|e| panic!("inclusion of {seq} in {size}: {e}"));
+}
+
 #[tokio::test]
 async fn every_inclusion_and_consistency_proof_verifies_over_grpc() {
     let dir = tempfile::tempdir().unwrap();
@@ -123,26 +143,7 @@ async fn every_inclusion_and_consistency_proof_verifies_over_grpc() {
 
     for size in 1..=total {
         for seq in 1..=size {
-            let response = audit
-                .get_inclusion_proof(pb::GetInclusionProofRequest {
-                    seq,
-                    tree_size: size,
-                })
-                .await
-                .unwrap()
-                .into_inner();
-            assert_eq!(h(&response.root), roots[size as usize]);
-            assert_eq!(h(&response.entry_hash), leaves[seq as usize - 1]);
-            let proof = response.proof.unwrap();
-            let hashes: Vec<Hash> = proof.hashes.iter().map(|x| h(x)).collect();
-            verify_inclusion(
-                seq - 1,
-                size,
-                &leaves[seq as usize - 1],
-                &hashes,
-                &roots[size as usize],
-            )
-            .unwrap_or_else(|e| panic!("inclusion of {seq} in {size}: {e}"));
+            check_inclusion(&mut audit, seq, size, &leaves, &roots[size as usize]).await;
         }
         for first in 1..=size {
             let response = audit
@@ -488,23 +489,7 @@ async fn a_ledger_with_a_row_per_leaf_is_converted_at_open() {
     let root = root_from_leaf_hashes(&leaves);
     let mut audit = audit_client(&server).await;
     for seq in [1, 8, 9, 16, 17, total] {
-        let response = audit
-            .get_inclusion_proof(pb::GetInclusionProofRequest {
-                seq,
-                tree_size: total,
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        let hashes: Vec<Hash> = response
-            .proof
-            .unwrap()
-            .hashes
-            .iter()
-            .map(|x| h(x))
-            .collect();
-        verify_inclusion(seq - 1, total, &leaves[seq as usize - 1], &hashes, &root)
-            .unwrap_or_else(|e| panic!("inclusion of {seq}: {e}"));
+        check_inclusion(&mut audit, seq, total, &leaves, &root).await;
     }
     server.stop().await;
     edit_rocksdb(dir.path(), |db| {
