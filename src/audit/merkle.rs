@@ -88,15 +88,7 @@ impl Frontier {
         self.size
     }
 
-    /// Appends a leaf hash and returns the nodes that became complete, leaf first.
-    pub fn push(&mut self, leaf: Hash) -> Vec<Node> {
-        let mut created = Vec::with_capacity(2);
-        self.push_each(leaf, |node| created.push(node));
-        created
-    }
-
-    /// Appends a leaf hash and hands `visit` each node that became complete, leaf first
-    /// (without collecting them: for long runs of pushes).
+    /// Appends a leaf hash and hands `visit` each node that became complete, leaf first.
     pub fn push_each(&mut self, leaf: Hash, mut visit: impl FnMut(Node)) {
         visit(Node {
             level: 0,
@@ -204,7 +196,7 @@ mod tests {
         for (leaf, root) in LEAVES.iter().zip(ROOTS) {
             let hash = leaf_hash(leaf);
             leaves.push(hash);
-            frontier.push(hash);
+            frontier.push_each(hash, |_| {});
             assert_eq!(frontier.root(), hex32(root), "size {}", leaves.len());
             assert_eq!(root_from_leaf_hashes(&leaves), hex32(root));
         }
@@ -215,9 +207,9 @@ mod tests {
         let mut frontier = Frontier::new();
         let mut stored = std::collections::HashMap::new();
         for i in 0..300u32 {
-            for node in frontier.push(leaf_hash(&i.to_be_bytes())) {
+            frontier.push_each(leaf_hash(&i.to_be_bytes()), |node| {
                 stored.insert((node.level, node.index), node.hash);
-            }
+            });
             let reloaded = Frontier::load(
                 frontier.size(),
                 |l, i| Ok::<_, ()>(stored.get(&(l, i)).copied()),

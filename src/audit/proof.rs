@@ -348,9 +348,9 @@ mod tests {
             let mut frontier = Frontier::new();
             let mut nodes = HashMap::new();
             for leaf in &leaves {
-                for node in frontier.push(*leaf) {
+                frontier.push_each(*leaf, |node| {
                     nodes.insert((node.level, node.index), node.hash);
-                }
+                });
             }
             Self { leaves, nodes }
         }
