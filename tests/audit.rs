@@ -448,6 +448,19 @@ async fn a_changed_merkle_node_is_found_over_its_entries() {
 /// checkpoint saved before, and its proofs still check.
 #[tokio::test]
 async fn a_ledger_with_a_row_per_leaf_is_converted_at_open() {
+    converted_at_open(0).await;
+}
+
+/// A converted ledger that an older build then appended to holds tiles for the first
+/// leaves and a row for each leaf after them: both end up in the tiles.
+#[tokio::test]
+async fn leaf_rows_added_after_a_conversion_are_merged_into_the_tiles() {
+    converted_at_open(2).await;
+}
+
+/// Turns every leaf tile but the first `kept` back into a row per leaf, adds wrong rows
+/// for levels 1 to 3, and checks what the next start makes of it.
+async fn converted_at_open(kept: u64) {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path()).await;
     let total = populate(&server, "audit", 11).await;
@@ -462,10 +475,11 @@ async fn a_ledger_with_a_row_per_leaf_is_converted_at_open() {
             .collect()
     };
     let tiles = total.div_ceil(16);
-    // Back to the layout before tiles.
+    assert!(tiles > kept);
+    // Back to the layout before tiles, from tile `kept` on.
     edit_rocksdb(dir.path(), |db| {
         let cf = db.cf_handle("merkle").unwrap();
-        for tile in 0..tiles {
+        for tile in kept..tiles {
             let row = db.get_cf(cf, leaf_tile_key(tile)).unwrap().unwrap();
             for (at, leaf) in row.chunks(32).enumerate() {
                 db.put_cf(cf, merkle_key(0, tile * 16 + at as u64), leaf)
@@ -478,7 +492,8 @@ async fn a_ledger_with_a_row_per_leaf_is_converted_at_open() {
                 db.put_cf(cf, merkle_key(level, index), [3u8; 32]).unwrap();
             }
         }
-        assert!(rows(db).iter().all(|key| key[0] != 0xf0));
+        let tile_rows = rows(db).iter().filter(|key| key[0] == 0xf0).count();
+        assert_eq!(tile_rows as u64, kept);
     });
 
     let server = TestServer::start(dir.path()).await;

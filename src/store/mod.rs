@@ -24,7 +24,7 @@ use crate::audit::merkle::{empty_root, root_from_leaf_hashes, Frontier};
 use crate::crypto::Keyring;
 use crate::ledger::entry::{entry_hash, Entry, EntryError};
 use crate::ledger::projection::{state_at, ChainHead, Cutoff};
-use crate::ledger::{ContactState, Hash, ZERO_HASH};
+use crate::ledger::{ContactState, Hash};
 use crate::metrics::Metrics;
 use crate::model::ContactId;
 
@@ -262,9 +262,11 @@ impl Store {
     }
 
     /// Ledgers written before leaf tiles hold a row per leaf, and rows for Merkle levels
-    /// 1 to 3. The leaves are copied into tiles (in batches; a crash before the end leaves
-    /// the old rows, and the next open starts again), then the old rows are deleted with
-    /// one range tombstone in a synced write. Levels 1 to 3 are derived data and are not
+    /// 1 to 3. Each leaf row is copied into its tile, on top of the tile as stored if
+    /// there is one (a converted ledger that an older build then appended to holds both).
+    /// The tiles are written in batches, then the old rows are deleted with one range
+    /// tombstone in a synced write: a crash before that leaves the old rows, and the next
+    /// open converts again, to the same tiles. Levels 1 to 3 are derived data and are not
     /// kept, so nothing can read a copy of them that has gone stale.
     fn upgrade_merkle_rows(&self) -> Result<(), StoreError> {
         let merkle = self.cf(keys::MERKLE);
@@ -281,27 +283,33 @@ impl Store {
         tracing::info!("converting the Merkle tree's leaf rows into tiles of 16");
         let started = std::time::Instant::now();
         let mut batch = rocksdb::WriteBatch::default();
-        let mut tile = Vec::with_capacity(keys::TILE_BYTES);
-        let mut next = 0u64;
+        // The tile being filled, and its contents.
+        let mut tile: Option<(u64, Vec<u8>)> = None;
+        let mut leaves = 0u64;
         while let (Some(key), Some(value)) = (it.key(), it.value()) {
             if key.first() != Some(&0) {
                 break;
             }
-            let leaf = keys::decode_u64(&key[1..])
-                .zip(<Hash>::try_from(value).ok())
-                .filter(|&(index, _)| index >= next);
+            let leaf = keys::decode_u64(&key[1..]).zip(<Hash>::try_from(value).ok());
             if let Some((index, hash)) = leaf {
-                // A leaf row missing in the old layout cannot be left out of a tile: it
-                // is kept as zeros, which VerifyLedger reports as an altered leaf.
-                while next <= index {
-                    tile.extend_from_slice(if next == index { &hash } else { &ZERO_HASH });
-                    next += 1;
-                    if next % keys::LEAVES_PER_TILE == 0 {
-                        let full = keys::leaf_tile_key(next / keys::LEAVES_PER_TILE - 1);
-                        batch.put_cf(merkle, full, &tile);
-                        tile.clear();
+                let wanted = index / keys::LEAVES_PER_TILE;
+                if tile.as_ref().is_none_or(|(at, _)| *at != wanted) {
+                    if let Some((done, row)) = tile.take() {
+                        batch.put_cf(merkle, keys::leaf_tile_key(done), row);
                     }
+                    let stored = self.db.get_cf(merkle, keys::leaf_tile_key(wanted))?;
+                    tile = Some((wanted, stored.unwrap_or_default()));
                 }
+                if let Some((_, row)) = tile.as_mut() {
+                    // A leaf that has no row in the old layout stays zeros, which
+                    // VerifyLedger reports as an altered leaf.
+                    let at = (index % keys::LEAVES_PER_TILE) as usize * 32;
+                    if row.len() < at + 32 {
+                        row.resize(at + 32, 0);
+                    }
+                    row[at..at + 32].copy_from_slice(&hash);
+                }
+                leaves += 1;
             }
             if batch.len() >= 4096 {
                 self.db.write(std::mem::take(&mut batch))?;
@@ -309,19 +317,15 @@ impl Store {
             it.next();
         }
         it.status()?;
-        if !tile.is_empty() {
-            batch.put_cf(
-                merkle,
-                keys::leaf_tile_key(next / keys::LEAVES_PER_TILE),
-                &tile,
-            );
+        if let Some((done, row)) = tile {
+            batch.put_cf(merkle, keys::leaf_tile_key(done), row);
         }
         batch.delete_range_cf(merkle, from, to);
         let mut sync = rocksdb::WriteOptions::default();
         sync.set_sync(true);
         self.db.write_opt(batch, &sync)?;
         tracing::info!(
-            leaves = next,
+            leaves,
             seconds = started.elapsed().as_secs_f64(),
             "Merkle leaf rows converted"
         );
