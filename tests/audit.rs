@@ -519,49 +519,81 @@ async fn converted_at_open(kept: u64) {
 /// the damaged block but names the entry whose bytes changed. (Entry 150 is in a later
 /// block than the policy activation, entry 1, which the server reads at start.)
 #[tokio::test]
-async fn a_byte_changed_in_a_table_file_is_found_at_that_entry() {
+async fn a_damaged_table_block_is_reported_as_the_entries_it_holds() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path()).await;
-    assert!(populate(&server, "audit", 60).await > 160);
+    let total = populate(&server, "audit", 60).await;
+    assert!(total > 160);
     let saved = fresh_checkpoint(&mut audit_client(&server).await)
         .await
         .note;
     server.stop().await; // flushes: the entries are in table files now
-    let mut stored = Vec::new();
+
+    // Entry blocks are compressed, so an entry cannot be found in the file's bytes:
+    // damage one byte 40% into the entries' table file, past the block that holds the
+    // policy activation the server reads at start, and ask RocksDB which entries no
+    // longer read.
+    let (mut table, mut stored) = (None, Vec::new());
     edit_rocksdb(dir.path(), |db| {
         let cf = db.cf_handle("entries").unwrap();
         stored = db.get_cf(cf, 150u64.to_be_bytes()).unwrap().unwrap();
+        let files = db.live_files().unwrap();
+        let entries: Vec<_> = files
+            .iter()
+            .filter(|f| f.column_family_name == "entries")
+            .collect();
+        assert_eq!(entries.len(), 1, "the entries are in one table file");
+        table = Some(dir.path().join(entries[0].name.trim_start_matches('/')));
     });
-    let found: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "sst"))
-        .flat_map(|path| {
-            let bytes = std::fs::read(&path).unwrap();
-            let at: Vec<usize> = (0..bytes.len().saturating_sub(stored.len()))
-                .filter(|&at| bytes[at..].starts_with(&stored))
-                .collect();
-            at.into_iter().map(move |at| (path.clone(), at))
-        })
-        .collect();
-    assert_eq!(
-        found.len(),
-        1,
-        "entry 150 is not stored once in plain bytes"
+    let table = table.unwrap();
+    let mut bytes = std::fs::read(&table).unwrap();
+    assert!(
+        !bytes.windows(stored.len()).any(|w| w == stored.as_slice()),
+        "entry 150 is stored in plain bytes: the entries are not compressed"
     );
-    let (path, at) = &found[0];
-    let mut bytes = std::fs::read(path).unwrap();
-    bytes[at + stored.len() - 2] ^= 0x01;
-    std::fs::write(path, &bytes).unwrap();
+    let at = bytes.len() * 2 / 5;
+    bytes[at] ^= 0x01;
+    std::fs::write(&table, &bytes).unwrap();
+    let mut unreadable = Vec::new();
+    edit_rocksdb(dir.path(), |db| {
+        let cf = db.cf_handle("entries").unwrap();
+        for seq in 1..=total {
+            if let Err(e) = db.get_cf(cf, seq.to_be_bytes()) {
+                assert_eq!(e.kind(), rocksdb::ErrorKind::Corruption, "{e}");
+                unreadable.push(seq);
+            }
+        }
+    });
+    let (first, last) = (unreadable[0], *unreadable.last().unwrap());
+    assert!(first > 1 && last < total, "{unreadable:?}");
+    assert_eq!(unreadable, (first..=last).collect::<Vec<_>>());
 
     let server = TestServer::start(dir.path()).await;
     let result = verify_ledger(&server, &saved).await;
     server.stop().await;
+    // Exactly those entries, reported once, and the rest of the ledger verified around
+    // them. What follows from their loss is reported as such: later entries of their
+    // contacts do not link, and their contacts' heads and index rows do not match.
     assert_eq!(
         first_finding(&result),
-        (150, pb::DamageKind::Changed),
+        (first, pb::DamageKind::Undecodable),
         "{result:?}"
     );
+    let detail = &result.damage[0].detail;
+    assert!(
+        detail.starts_with(&format!("entries {first} to {last} cannot be read")),
+        "{detail}"
+    );
+    for d in &result.damage[1..] {
+        let kind = pb::DamageKind::try_from(d.kind).unwrap();
+        let follows = match kind {
+            pb::DamageKind::ChainBreak => d.seq > last,
+            pb::DamageKind::HeadMismatch | pb::DamageKind::IndexMismatch => d.seq == 0,
+            _ => false,
+        };
+        assert!(follows, "{d:?}");
+    }
+    assert_eq!(result.entries_verified, total - unreadable.len() as u64);
 }
 
 #[tokio::test]

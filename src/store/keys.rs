@@ -48,6 +48,14 @@ pub(crate) const ALL: [&str; 13] = [
     REQUESTS_BY_DUE,
 ];
 
+/// Whether a family's table files are compressed: those of text and structured records.
+pub(crate) fn compressed(family: &str) -> bool {
+    matches!(
+        family,
+        ENTRIES | STATE | IDEMPOTENCY | CHECKPOINTS | POLICIES | REQUESTS | REQUESTS_BY_DUE
+    )
+}
+
 /// `due day (days from the common era, BE u32) || request id`: open requests in due order.
 pub(crate) fn due_key(due: chrono::NaiveDate, request_id: &str) -> Vec<u8> {
     let mut key = due_prefix(due).to_vec();

@@ -205,7 +205,6 @@ impl Store {
         // acknowledged) is dropped; damage anywhere else refuses the open instead of
         // silently losing what follows it.
         options.set_wal_recovery_mode(rocksdb::DBRecoveryMode::TolerateCorruptedTailRecords);
-        options.set_compression_type(rocksdb::DBCompressionType::Lz4);
         options.increase_parallelism(2);
         // One block cache for every family, large enough that the contact states and
         // recent entries a busy server reads stay in memory (`Check` answers inline only
@@ -243,6 +242,14 @@ impl Store {
             }
             let mut family = Options::default();
             family.set_block_based_table_factory(&table);
+            // LZ4 where rows are text or structured records (the entries' JSON shrinks
+            // about fourfold); hashes, ciphertexts and sequence numbers do not compress.
+            // Table files keep the compression they were written with.
+            family.set_compression_type(if keys::compressed(name) {
+                rocksdb::DBCompressionType::Lz4
+            } else {
+                rocksdb::DBCompressionType::None
+            });
             ColumnFamilyDescriptor::new(*name, family)
         });
         let db = DB::open_cf_descriptors(&options, path, families).map_err(|e| {

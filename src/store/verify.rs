@@ -537,6 +537,77 @@ impl CheckpointCheck<'_> {
     }
 }
 
+/// Where the entry scan of a chunk stands when its iterator stops.
+struct Unreadable<'a> {
+    /// The next sequence number expected.
+    from: &'a mut u64,
+    /// The last sequence number stored in the chunk.
+    last_stored: &'a mut Option<u64>,
+}
+
+impl Unreadable<'_> {
+    /// When the entry scan stops on a table block that cannot be read (it fails its
+    /// checksum or does not decompress): reports the entries from the next one expected up
+    /// to the first that a seek reads cleanly, keeps the tree going with their stored
+    /// leaves, passes over their personal-data records, and leaves the iterator there.
+    /// False when the scan ended without an error.
+    fn skip(
+        self,
+        entries: &mut rocksdb::DBRawIteratorWithThreadMode<'_, rocksdb::DB>,
+        personal: &mut rocksdb::DBRawIteratorWithThreadMode<'_, rocksdb::DB>,
+        leaves: &mut NodeScan<'_>,
+        tree: &mut Vec<TreeInput>,
+        findings: &mut Findings,
+    ) -> Result<bool, StoreError> {
+        let corrupt = |status: Result<(), rocksdb::Error>| match status {
+            Ok(()) => Ok(None),
+            Err(e) if e.kind() == rocksdb::ErrorKind::Corruption => Ok(Some(e)),
+            Err(e) => Err(StoreError::from(e)),
+        };
+        let Some(error) = corrupt(entries.status())? else {
+            return Ok(false);
+        };
+        // A block holds a few dozen entries: probe them one by one, so that only those
+        // in the damaged block are reported. Seeks past the table's last key, or the
+        // chunk's end, read nothing and end the probe.
+        let first = *self.from;
+        let mut resume = first + 1;
+        loop {
+            entries.seek(keys::seq_key(resume));
+            if corrupt(entries.status())?.is_none() {
+                break;
+            }
+            resume += 1;
+        }
+        let last = resume - 1;
+        findings.add(
+            first,
+            DamageKind::Undecodable,
+            if first == last {
+                format!("entry {first} cannot be read: the table block holding it is damaged ({error})")
+            } else {
+                format!("entries {first} to {last} cannot be read: the table block holding them is damaged ({error})")
+            },
+        );
+        for seq in first..=last {
+            let index = seq - 1;
+            tree.push(TreeInput::Damaged(index));
+            tree.push(TreeInput::Leaf(leaves.stored(index)?.unwrap_or(ZERO_HASH)));
+        }
+        while personal
+            .key()
+            .and_then(keys::decode_u64)
+            .is_some_and(|pseq| pseq <= last)
+        {
+            personal.next();
+        }
+        personal.status()?;
+        *self.from = resume;
+        *self.last_stored = Some(last);
+        Ok(true)
+    }
+}
+
 /// Checks that entry `seq`, contact seq `contact_seq` of `contact` naming `prev`, follows
 /// `before`: the contact seq and hash of the contact's previous entry, if it has one.
 fn check_link(
@@ -705,7 +776,12 @@ impl Store {
             }
             options
         };
-        let mut entries = snapshot.raw_iterator_cf_opt(self.cf(keys::ENTRIES), bounded());
+        let mut entry_options = bounded();
+        // Entry blocks are compressed: a damaged one must fail its checksum rather than
+        // decompress into other keys and bytes, so that it is reported as the entries it
+        // holds (see `skip_unreadable`).
+        entry_options.set_verify_checksums(true);
+        let mut entries = snapshot.raw_iterator_cf_opt(self.cf(keys::ENTRIES), entry_options);
         let mut personal = snapshot.raw_iterator_cf_opt(self.cf(keys::PII), bounded());
         if chunk == 0 {
             // From the first key: malformed keys sort before seq 1.
@@ -730,7 +806,17 @@ impl Store {
         let mut expected_seq = start;
         // The contact-index row each entry implies.
         let mut row_key = Vec::new();
-        while let (Some(key), Some(bytes)) = (entries.key(), entries.value()) {
+        loop {
+            let (Some(key), Some(bytes)) = (entries.key(), entries.value()) else {
+                let unreadable = Unreadable {
+                    from: &mut expected_seq,
+                    last_stored: &mut scan.last_stored,
+                };
+                if unreadable.skip(&mut entries, &mut personal, &mut leaves, tree, findings)? {
+                    continue;
+                }
+                break;
+            };
             let hash = entry_hash(bytes);
             let Some(seq) = keys::decode_u64(key).filter(|&s| s >= 1) else {
                 findings.add(
@@ -852,7 +938,6 @@ impl Store {
             expected_seq = seq + 1;
             entries.next();
         }
-        entries.status()?;
         // Records past the chunk's last stored entry belong to missing entries.
         while let Some(pkey) = personal.key() {
             match keys::decode_u64(pkey) {
