@@ -537,74 +537,32 @@ impl CheckpointCheck<'_> {
     }
 }
 
-/// Where the entry scan of a chunk stands when its iterator stops.
-struct Unreadable<'a> {
-    /// The next sequence number expected.
-    from: &'a mut u64,
-    /// The last sequence number stored in the chunk.
-    last_stored: &'a mut Option<u64>,
-}
-
-impl Unreadable<'_> {
-    /// When the entry scan stops on a table block that cannot be read (it fails its
-    /// checksum or does not decompress): reports the entries from the next one expected up
-    /// to the first that a seek reads cleanly, keeps the tree going with their stored
-    /// leaves, passes over their personal-data records, and leaves the iterator there.
-    /// False when the scan ended without an error.
-    fn skip(
-        self,
-        entries: &mut rocksdb::DBRawIteratorWithThreadMode<'_, rocksdb::DB>,
-        personal: &mut rocksdb::DBRawIteratorWithThreadMode<'_, rocksdb::DB>,
-        leaves: &mut NodeScan<'_>,
-        tree: &mut Vec<TreeInput>,
-        findings: &mut Findings,
-    ) -> Result<bool, StoreError> {
-        let corrupt = |status: Result<(), rocksdb::Error>| match status {
-            Ok(()) => Ok(None),
-            Err(e) if e.kind() == rocksdb::ErrorKind::Corruption => Ok(Some(e)),
-            Err(e) => Err(StoreError::from(e)),
-        };
-        let Some(error) = corrupt(entries.status())? else {
-            return Ok(false);
-        };
-        // A block holds a few dozen entries: probe them one by one, so that only those
-        // in the damaged block are reported. Seeks past the table's last key, or the
-        // chunk's end, read nothing and end the probe.
-        let first = *self.from;
-        let mut resume = first + 1;
-        loop {
-            entries.seek(keys::seq_key(resume));
-            if corrupt(entries.status())?.is_none() {
-                break;
-            }
-            resume += 1;
+/// After the entry scan stopped on a table block that cannot be read (it fails its
+/// checksum or does not decompress), moves `entries` to the first entry after `from` that
+/// a seek reads cleanly, and returns the last entry it passed over and RocksDB's error.
+/// `None` when the scan ended without an error.
+fn skip_unreadable(
+    entries: &mut rocksdb::DBRawIteratorWithThreadMode<'_, rocksdb::DB>,
+    from: u64,
+) -> Result<Option<(u64, rocksdb::Error)>, StoreError> {
+    let corrupt = |status: Result<(), rocksdb::Error>| match status {
+        Ok(()) => Ok(None),
+        Err(e) if e.kind() == rocksdb::ErrorKind::Corruption => Ok(Some(e)),
+        Err(e) => Err(StoreError::from(e)),
+    };
+    let Some(error) = corrupt(entries.status())? else {
+        return Ok(None);
+    };
+    // A block holds a few dozen entries: probe them one by one, so that only those in the
+    // damaged block are passed over. A seek past the table's last key, or past the
+    // chunk's end, reads nothing and ends the probe.
+    let mut resume = from + 1;
+    loop {
+        entries.seek(keys::seq_key(resume));
+        if corrupt(entries.status())?.is_none() {
+            return Ok(Some((resume - 1, error)));
         }
-        let last = resume - 1;
-        findings.add(
-            first,
-            DamageKind::Undecodable,
-            if first == last {
-                format!("entry {first} cannot be read: the table block holding it is damaged ({error})")
-            } else {
-                format!("entries {first} to {last} cannot be read: the table block holding them is damaged ({error})")
-            },
-        );
-        for seq in first..=last {
-            let index = seq - 1;
-            tree.push(TreeInput::Damaged(index));
-            tree.push(TreeInput::Leaf(leaves.stored(index)?.unwrap_or(ZERO_HASH)));
-        }
-        while personal
-            .key()
-            .and_then(keys::decode_u64)
-            .is_some_and(|pseq| pseq <= last)
-        {
-            personal.next();
-        }
-        personal.status()?;
-        *self.from = resume;
-        *self.last_stored = Some(last);
-        Ok(true)
+        resume += 1;
     }
 }
 
@@ -779,7 +737,7 @@ impl Store {
         let mut entry_options = bounded();
         // Entry blocks are compressed: a damaged one must fail its checksum rather than
         // decompress into other keys and bytes, so that it is reported as the entries it
-        // holds (see `skip_unreadable`).
+        // holds (see [`skip_unreadable`]).
         entry_options.set_verify_checksums(true);
         let mut entries = snapshot.raw_iterator_cf_opt(self.cf(keys::ENTRIES), entry_options);
         let mut personal = snapshot.raw_iterator_cf_opt(self.cf(keys::PII), bounded());
@@ -808,14 +766,35 @@ impl Store {
         let mut row_key = Vec::new();
         loop {
             let (Some(key), Some(bytes)) = (entries.key(), entries.value()) else {
-                let unreadable = Unreadable {
-                    from: &mut expected_seq,
-                    last_stored: &mut scan.last_stored,
+                let Some((last, error)) = skip_unreadable(&mut entries, expected_seq)? else {
+                    break;
                 };
-                if unreadable.skip(&mut entries, &mut personal, &mut leaves, tree, findings)? {
-                    continue;
+                // Reported once, as a range; the tree goes on with their stored leaves,
+                // and their personal-data records are passed over.
+                let first = expected_seq;
+                findings.add(
+                    first,
+                    DamageKind::Undecodable,
+                    if first == last {
+                        format!("entry {first} cannot be read: the table block holding it is damaged ({error})")
+                    } else {
+                        format!("entries {first} to {last} cannot be read: the table block holding them is damaged ({error})")
+                    },
+                );
+                for index in first - 1..last {
+                    tree.push(TreeInput::Damaged(index));
+                    tree.push(TreeInput::Leaf(leaves.stored(index)?.unwrap_or(ZERO_HASH)));
                 }
-                break;
+                while let Some(pseq) = personal.key().and_then(keys::decode_u64) {
+                    if pseq > last {
+                        break;
+                    }
+                    personal.next();
+                }
+                personal.status()?;
+                scan.last_stored = Some(last);
+                expected_seq = last + 1;
+                continue;
             };
             let hash = entry_hash(bytes);
             let Some(seq) = keys::decode_u64(key).filter(|&s| s >= 1) else {
