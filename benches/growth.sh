@@ -9,7 +9,7 @@
 # no pending compaction bytes and no compaction running; at most $SETTLE seconds), so
 # the figures describe a ledger of that size, not the bulk load that made it.
 #
-#   benches/growth.sh                               # about 10 minutes, 11 GB of disk at 10M
+#   benches/growth.sh                               # about 10 minutes, 6.6 GB of disk at 10M
 #   SIZES="10000 100000 1000000" DURATION=5 benches/growth.sh
 #   GROWTH_DIR=/mnt/fast benches/growth.sh          # where the ledger lives (default /tmp)
 #   SERVE_ARGS="--block-cache-mib 1024" benches/growth.sh
