@@ -257,6 +257,20 @@ enum Command {
         #[arg(long, env = "CONSENT_LEDGER_CHECKPOINT_KEY")]
         key_file: Option<PathBuf>,
     },
+    /// Rewrite every table file of a stopped ledger with the current storage settings, and
+    /// print the size of the table files before and after.
+    ///
+    /// Ledgers written before entries were compressed keep their existing files as they
+    /// are (compaction moves entries down unchanged); this compresses them, typically to
+    /// two fifths. It reads and writes the whole ledger once and needs free space for a
+    /// copy of it. The server must be stopped: the data directory is locked while it runs.
+    ///
+    /// Example: consent-ledger compact --data-dir ./data
+    Compact {
+        /// The stopped server's data directory.
+        #[arg(long, env = "CONSENT_LEDGER_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -1455,6 +1469,27 @@ async fn run(cli: Cli, settings: Option<Settings>) -> anyhow::Result<()> {
             println!(
                 "{}",
                 to_json("consentledger.v1.EraseContactResponse", &erased)?
+            );
+            Ok(())
+        }
+        Command::Compact { data_dir } => {
+            if !data_dir.join("CURRENT").is_file() {
+                bail!(
+                    "{}: no ledger here (no RocksDB CURRENT file)",
+                    data_dir.display()
+                );
+            }
+            let store = consent_ledger::store::Store::open(&data_dir).with_context(|| {
+                format!(
+                    "opening {} (compact works on a stopped server's data directory)",
+                    data_dir.display()
+                )
+            })?;
+            let (before, after) = store.compact_all()?;
+            store.flush()?;
+            println!(
+                "compacted {}: table files {before} bytes before, {after} bytes after",
+                data_dir.display()
             );
             Ok(())
         }

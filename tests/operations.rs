@@ -748,3 +748,84 @@ mod disk_full {
         crate::common::basis(contact, "profiling")
     }
 }
+
+/// `consent-ledger compact`: a ledger whose table files were written uncompressed (as
+/// every build before compression wrote them) is rewritten compressed, and still verifies.
+mod compact {
+    use crate::common::{self, append, registered, TestServer};
+    use std::process::Command;
+
+    fn compact(dir: &std::path::Path) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_consent-ledger"))
+            .args(["compact", "--data-dir"])
+            .arg(dir)
+            .output()
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn compact_compresses_an_uncompressed_ledger_which_still_verifies() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(dir.path()).await;
+        let mut ledger = server.client().await;
+        for i in 0..300 {
+            append(&mut ledger, registered(&format!("crm-z{i}"), "FR")).await;
+        }
+        drop(ledger);
+        // While the server runs, the data directory is locked.
+        let refused = compact(dir.path());
+        assert!(!refused.status.success());
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains("stopped server"), "{stderr}");
+        server.stop().await;
+
+        // Rewrite every family uncompressed, through the bottommost level.
+        {
+            let path = dir.path();
+            let names = rocksdb::DB::list_cf(&rocksdb::Options::default(), path).unwrap();
+            let plain = || {
+                let mut options = rocksdb::Options::default();
+                options.set_compression_type(rocksdb::DBCompressionType::None);
+                options
+            };
+            let families = names
+                .iter()
+                .map(|name| rocksdb::ColumnFamilyDescriptor::new(name, plain()));
+            let db = rocksdb::DB::open_cf_descriptors(&plain(), path, families).unwrap();
+            let mut force = rocksdb::CompactOptions::default();
+            force.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+            for name in &names {
+                let cf = db.cf_handle(name).unwrap();
+                db.compact_range_cf_opt(cf, None::<&[u8]>, None::<&[u8]>, &force);
+            }
+        }
+
+        let output = compact(dir.path());
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        // "compacted DIR: table files N bytes before, M bytes after"
+        let sizes: Vec<u64> = stdout
+            .split_whitespace()
+            .filter_map(|word| word.parse().ok())
+            .collect();
+        let [before, after] = sizes[..] else {
+            panic!("{stdout}")
+        };
+        assert!(after * 10 < before * 7, "{stdout}");
+
+        let server = TestServer::start(dir.path()).await;
+        let result = common::verify_ledger(server.channel().await, "").await;
+        server.stop().await;
+        assert!(result.ok, "{result:?}");
+        assert_eq!(result.entries_verified, 301);
+
+        let missing = compact(&dir.path().join("nothing-here"));
+        assert!(!missing.status.success());
+        assert!(String::from_utf8_lossy(&missing.stderr).contains("no ledger here"));
+        assert!(!dir.path().join("nothing-here").exists());
+    }
+}

@@ -387,6 +387,24 @@ impl Store {
         })
     }
 
+    /// Rewrites every table file with the current settings (compression, block sizes)
+    /// through the bottommost level, and returns the bytes of table files before and after.
+    /// For a ledger written by an earlier build: compaction alone never rewrites most of
+    /// its entries, which are appended in key order and so moved down the levels as they
+    /// are. Blocking; reads and writes the whole ledger once.
+    pub fn compact_all(&self) -> Result<(u64, u64), StoreError> {
+        self.flush()?;
+        let before = self.engine_stats()?.table_file_bytes;
+        let mut compact = rocksdb::CompactOptions::default();
+        compact.set_exclusive_manual_compaction(true);
+        compact.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+        for family in keys::ALL {
+            self.db
+                .compact_range_cf_opt(self.cf(family), None::<&[u8]>, None::<&[u8]>, &compact);
+        }
+        Ok((before, self.engine_stats()?.table_file_bytes))
+    }
+
     /// The data directory's free space, and whether appends are refused for want of it.
     pub fn disk_space(&self) -> &DiskSpace {
         &self.space
