@@ -1486,7 +1486,6 @@ async fn run(cli: Cli, settings: Option<Settings>) -> anyhow::Result<()> {
                 )
             })?;
             let (before, after) = store.compact_all()?;
-            store.flush()?;
             println!(
                 "compacted {}: table files {before} bytes before, {after} bytes after",
                 data_dir.display()
