@@ -257,19 +257,22 @@ enum Command {
         #[arg(long, env = "CONSENT_LEDGER_CHECKPOINT_KEY")]
         key_file: Option<PathBuf>,
     },
-    /// Rewrite every table file of a stopped ledger with the current storage settings, and
-    /// print the size of the table files before and after.
+    /// Rewrite every table file of the ledger with the current storage settings, and print
+    /// the size of the table files before and after.
     ///
     /// Ledgers written before entries were compressed keep their existing files as they
     /// are (compaction moves entries down unchanged); this compresses them, typically to
     /// two fifths. It reads and writes the whole ledger once and needs free space for a
-    /// copy of it. The server must be stopped: the data directory is locked while it runs.
+    /// copy of it. By default the running server does it while serving (role admin); with
+    /// --data-dir it runs on a stopped server's data directory instead.
     ///
-    /// Example: consent-ledger compact --data-dir ./data
+    /// Example: consent-ledger compact --server http://127.0.0.1:50051
     Compact {
-        /// The stopped server's data directory.
-        #[arg(long, env = "CONSENT_LEDGER_DATA_DIR", default_value = "./data")]
-        data_dir: PathBuf,
+        /// Compact this data directory offline (the server must be stopped: it locks it).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        server: Server,
     },
 }
 
@@ -1472,7 +1475,25 @@ async fn run(cli: Cli, settings: Option<Settings>) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Compact { data_dir } => {
+        Command::Compact {
+            data_dir: None,
+            server,
+        } => {
+            let channel = server.connection().channel().await?;
+            let token = cli::BearerToken::new(server.connection().token.as_deref())?;
+            let mut admin =
+                pb::admin_service_client::AdminServiceClient::with_interceptor(channel, token);
+            let compacted = admin.compact(pb::CompactRequest {}).await?.into_inner();
+            println!(
+                "{}",
+                to_json("consentledger.v1.CompactResponse", &compacted)?
+            );
+            Ok(())
+        }
+        Command::Compact {
+            data_dir: Some(data_dir),
+            ..
+        } => {
             if !data_dir.join("CURRENT").is_file() {
                 bail!(
                     "{}: no ledger here (no RocksDB CURRENT file)",
@@ -1481,7 +1502,7 @@ async fn run(cli: Cli, settings: Option<Settings>) -> anyhow::Result<()> {
             }
             let store = consent_ledger::store::Store::open(&data_dir).with_context(|| {
                 format!(
-                    "opening {} (compact works on a stopped server's data directory)",
+                    "opening {} (with --data-dir, compact works on a stopped server's data directory; without it, it asks the running server)",
                     data_dir.display()
                 )
             })?;

@@ -749,13 +749,17 @@ mod disk_full {
     }
 }
 
-/// `consent-ledger compact`: a ledger whose table files were written uncompressed (as
-/// every build before compression wrote them) is rewritten compressed, and still verifies.
+/// Compaction: a ledger whose table files were written uncompressed (as every build
+/// before compression wrote them) is rewritten compressed, offline by `consent-ledger
+/// compact --data-dir` or online by `AdminService.Compact`, and still verifies.
 mod compact {
     use crate::common::{self, append, registered, TestServer};
+    use consent_ledger::proto::v1 as pb;
+    use consent_ledger::proto::v1::admin_service_client::AdminServiceClient;
+    use std::path::Path;
     use std::process::Command;
 
-    fn compact(dir: &std::path::Path) -> std::process::Output {
+    fn compact_offline(dir: &Path) -> std::process::Output {
         Command::new(env!("CARGO_BIN_EXE_consent-ledger"))
             .args(["compact", "--data-dir"])
             .arg(dir)
@@ -763,44 +767,57 @@ mod compact {
             .unwrap()
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn compact_compresses_an_uncompressed_ledger_which_still_verifies() {
-        let dir = tempfile::tempdir().unwrap();
-        let server = TestServer::start(dir.path()).await;
+    /// A ledger of 301 entries (the policy activation and 300 registrations), stopped.
+    async fn ledger_of_301(dir: &Path) -> TestServer {
+        let server = TestServer::start(dir).await;
         let mut ledger = server.client().await;
         for i in 0..300 {
             append(&mut ledger, registered(&format!("crm-z{i}"), "FR")).await;
         }
-        drop(ledger);
+        server
+    }
+
+    /// Rewrites every family of a stopped ledger uncompressed, through the bottommost level.
+    fn rewrite_uncompressed(path: &Path) {
+        let names = rocksdb::DB::list_cf(&rocksdb::Options::default(), path).unwrap();
+        let plain = || {
+            let mut options = rocksdb::Options::default();
+            options.set_compression_type(rocksdb::DBCompressionType::None);
+            options
+        };
+        let families = names
+            .iter()
+            .map(|name| rocksdb::ColumnFamilyDescriptor::new(name, plain()));
+        let db = rocksdb::DB::open_cf_descriptors(&plain(), path, families).unwrap();
+        let mut force = rocksdb::CompactOptions::default();
+        force.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+        for name in &names {
+            let cf = db.cf_handle(name).unwrap();
+            db.compact_range_cf_opt(cf, None::<&[u8]>, None::<&[u8]>, &force);
+        }
+    }
+
+    async fn verify_ok(dir: &Path, entries: u64) {
+        let server = TestServer::start(dir).await;
+        let result = common::verify_ledger(server.channel().await, "").await;
+        server.stop().await;
+        assert!(result.ok, "{result:?}");
+        assert_eq!(result.entries_verified, entries);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn compact_compresses_an_uncompressed_ledger_offline_which_still_verifies() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = ledger_of_301(dir.path()).await;
         // While the server runs, the data directory is locked.
-        let refused = compact(dir.path());
+        let refused = compact_offline(dir.path());
         assert!(!refused.status.success());
         let stderr = String::from_utf8_lossy(&refused.stderr);
         assert!(stderr.contains("stopped server"), "{stderr}");
         server.stop().await;
+        rewrite_uncompressed(dir.path());
 
-        // Rewrite every family uncompressed, through the bottommost level.
-        {
-            let path = dir.path();
-            let names = rocksdb::DB::list_cf(&rocksdb::Options::default(), path).unwrap();
-            let plain = || {
-                let mut options = rocksdb::Options::default();
-                options.set_compression_type(rocksdb::DBCompressionType::None);
-                options
-            };
-            let families = names
-                .iter()
-                .map(|name| rocksdb::ColumnFamilyDescriptor::new(name, plain()));
-            let db = rocksdb::DB::open_cf_descriptors(&plain(), path, families).unwrap();
-            let mut force = rocksdb::CompactOptions::default();
-            force.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
-            for name in &names {
-                let cf = db.cf_handle(name).unwrap();
-                db.compact_range_cf_opt(cf, None::<&[u8]>, None::<&[u8]>, &force);
-            }
-        }
-
-        let output = compact(dir.path());
+        let output = compact_offline(dir.path());
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(
             output.status.success(),
@@ -816,16 +833,39 @@ mod compact {
             panic!("{stdout}")
         };
         assert!(after * 10 < before * 7, "{stdout}");
+        verify_ok(dir.path(), 301).await;
 
-        let server = TestServer::start(dir.path()).await;
-        let result = common::verify_ledger(server.channel().await, "").await;
-        server.stop().await;
-        assert!(result.ok, "{result:?}");
-        assert_eq!(result.entries_verified, 301);
-
-        let missing = compact(&dir.path().join("nothing-here"));
+        let missing = compact_offline(&dir.path().join("nothing-here"));
         assert!(!missing.status.success());
         assert!(String::from_utf8_lossy(&missing.stderr).contains("no ledger here"));
         assert!(!dir.path().join("nothing-here").exists());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_running_server_compacts_while_appends_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        ledger_of_301(dir.path()).await.stop().await;
+        rewrite_uncompressed(dir.path());
+
+        let server = TestServer::start(dir.path()).await;
+        let mut writer = server.client().await;
+        let load = tokio::spawn(async move {
+            for i in 0..200 {
+                append(&mut writer, registered(&format!("crm-load{i}"), "US")).await;
+            }
+        });
+        let mut admin = AdminServiceClient::new(server.channel().await);
+        let compacted = admin
+            .compact(pb::CompactRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        load.await.unwrap();
+        assert!(
+            compacted.table_file_bytes_after * 10 < compacted.table_file_bytes_before * 7,
+            "{compacted:?}"
+        );
+        server.stop().await;
+        verify_ok(dir.path(), 501).await;
     }
 }

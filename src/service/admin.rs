@@ -1,7 +1,10 @@
-//! `consentledger.v1.AdminService`: online backups.
+//! `consentledger.v1.AdminService`: online backups and compaction.
 
 use std::io::Write as _;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
 
 use chrono::Utc;
 use tonic::{Request, Response, Status};
@@ -19,6 +22,8 @@ use crate::store::{Checkpointer, Store};
 pub struct AdminApi {
     store: Store,
     checkpointer: Checkpointer,
+    /// Set while a `Compact` runs.
+    compacting: Arc<AtomicBool>,
 }
 
 impl AdminApi {
@@ -27,7 +32,18 @@ impl AdminApi {
         Self {
             store,
             checkpointer,
+            compacting: Arc::new(AtomicBool::new(false)),
         }
+    }
+}
+
+/// Clears the `compacting` flag when the compaction ends, however it ends (it runs on even
+/// if its caller goes away).
+struct Compacting(Arc<AtomicBool>);
+
+impl Drop for Compacting {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 
@@ -91,6 +107,34 @@ impl AdminService for AdminApi {
                 .iter()
                 .map(|h| h.0.to_vec())
                 .collect(),
+        }))
+    }
+
+    #[instrument(skip_all)]
+    async fn compact(
+        &self,
+        _request: Request<pb::CompactRequest>,
+    ) -> Result<Response<pb::CompactResponse>, Status> {
+        if self.compacting.swap(true, Ordering::AcqRel) {
+            return Err(Status::failed_precondition(
+                "a compaction is already running: wait for it to finish",
+            ));
+        }
+        let running = Compacting(self.compacting.clone());
+        let store = self.store.clone();
+        let (before, after, seconds) = blocking(move || {
+            let _running = running;
+            let started = Instant::now();
+            let (before, after) = store.compact_all()?;
+            let seconds = started.elapsed().as_secs_f64();
+            tracing::info!(before, after, seconds, "table files compacted");
+            Ok((before, after, seconds))
+        })
+        .await?;
+        Ok(Response::new(pb::CompactResponse {
+            table_file_bytes_before: before,
+            table_file_bytes_after: after,
+            seconds,
         }))
     }
 }

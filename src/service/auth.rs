@@ -203,6 +203,10 @@ pub const RPC_ACCESS: &[(&str, Access)] = &[
         "/consentledger.v1.AdminService/Backup",
         Access::Roles(&[Admin]),
     ),
+    (
+        "/consentledger.v1.AdminService/Compact",
+        Access::Roles(&[Admin]),
+    ),
     ("/grpc.health.v1.Health/Check", Access::Public),
     ("/grpc.health.v1.Health/Watch", Access::Public),
     (

@@ -391,12 +391,13 @@ impl Store {
     /// through the bottommost level, and returns the bytes of table files before and after.
     /// For a ledger written by an earlier build: compaction alone never rewrites most of
     /// its entries, which are appended in key order and so moved down the levels as they
-    /// are. Blocking; reads and writes the whole ledger once.
+    /// are. Blocking; reads and writes the whole ledger once. Safe while serving: the
+    /// engine's own compactions go on beside it, so appends do not stall behind it.
     pub fn compact_all(&self) -> Result<(u64, u64), StoreError> {
         self.flush()?;
         let before = self.engine_stats()?.table_file_bytes;
         let mut compact = rocksdb::CompactOptions::default();
-        compact.set_exclusive_manual_compaction(true);
+        compact.set_exclusive_manual_compaction(false);
         compact.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
         for family in keys::ALL {
             self.db
