@@ -86,7 +86,7 @@ pub enum AppendError {
 
 type GroupResult = Result<Vec<Result<Receipt, AppendError>>, StoreError>;
 /// Per job, per submission: staged (receipt pending the group's tree head) or rejected.
-type Staged = Vec<Vec<Result<Pending, AppendError>>>;
+type Outcomes = Vec<Vec<Result<Pending, AppendError>>>;
 
 struct Job {
     actor: String,
@@ -161,24 +161,74 @@ pub(super) fn start(
     }
     let last_recorded_at = store.last_recorded_at()?;
     let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
+    let (handoff, commits) = std::sync::mpsc::sync_channel::<Commit>(0);
+    let (report, outcomes) = std::sync::mpsc::sync_channel::<bool>(1);
+    let committing = store.clone();
+    let committer = std::thread::Builder::new()
+        .name("ledger-commit".into())
+        .spawn(move || {
+            for commit in commits {
+                let written = commit.write(&committing);
+                if report.send(written).is_err() {
+                    break;
+                }
+            }
+        })
+        .map_err(|e| StoreError::Corrupt(format!("cannot start the commit thread: {e}")))?;
     let mut writer = Writer {
         store,
         keyring,
         frontier,
         last_recorded_at,
+        handoff,
+        outcomes,
+        in_flight: None,
     };
     let thread = std::thread::Builder::new()
         .name("ledger-writer".into())
-        .spawn(move || writer.run(queue))
+        .spawn(move || {
+            writer.run(queue);
+            // Everything handed over is written and answered before the thread ends.
+            drop(writer);
+            if committer.join().is_err() {
+                tracing::error!("the ledger commit thread panicked");
+            }
+        })
         .map_err(|e| StoreError::Corrupt(format!("cannot start the writer thread: {e}")))?;
     Ok((WriterHandle { jobs }, WriterThread { thread }))
 }
 
+/// Stages groups and hands them to the commit thread, two deep: while that thread writes
+/// and syncs one group, this one stages the next on top of it, reading what the first
+/// changed from its [`Changes`] rather than from the store. The next is handed over only
+/// once the first is on disk, and is staged again from the store if the first failed. So
+/// every group is still one synced batch written in order, and no caller is answered
+/// before the entries its receipts name (its own, or for a retry the earlier ones) are
+/// durable.
 struct Writer {
     store: Store,
     keyring: Arc<Keyring>,
+    /// The tree after the last group staged.
     frontier: Frontier,
     last_recorded_at: Option<DateTime<Utc>>,
+    handoff: std::sync::mpsc::SyncSender<Commit>,
+    /// Whether each group handed over was written, in order.
+    outcomes: std::sync::mpsc::Receiver<bool>,
+    in_flight: Option<InFlight>,
+}
+
+/// The group the commit thread holds, as the writer keeps it until it is known written.
+struct InFlight {
+    changes: Arc<Changes>,
+    /// The tree before it: where the ledger is again if it was not written.
+    frontier_before: Frontier,
+}
+
+/// A staged group and the callers to answer once it is written.
+struct Commit {
+    jobs: Vec<Job>,
+    outcomes: Outcomes,
+    staged: Staged,
 }
 
 impl Writer {
@@ -197,61 +247,132 @@ impl Writer {
             }
             // The one clock read of the group, kept monotonic across the ledger.
             let now = Utc::now().max(self.last_recorded_at.unwrap_or_default());
-            self.commit_group(jobs, now);
+            // An erasure reads the contact's sealed records from the store, so it is
+            // staged on the store only.
+            let erases = jobs
+                .iter()
+                .flat_map(|job| &job.submissions)
+                .any(|s| matches!(s.event.kind, EventKind::ErasureExecuted { .. }));
+            if erases {
+                self.settle();
+            }
+            let before = self.in_flight.as_ref().map(|f| Arc::clone(&f.changes));
+            let mut staged = self.stage(&jobs, now, before.as_deref());
+            if before.is_some() && !self.settle() {
+                staged = self.stage(&jobs, now, None);
+            }
+            match staged {
+                Ok((outcomes, frontier, staged)) => {
+                    let frontier_before = std::mem::replace(&mut self.frontier, frontier);
+                    let changes = Arc::clone(&staged.changes);
+                    self.last_recorded_at = Some(now);
+                    let commit = Commit {
+                        jobs,
+                        outcomes,
+                        staged,
+                    };
+                    match self.handoff.send(commit) {
+                        Ok(()) => {
+                            self.in_flight = Some(InFlight {
+                                changes,
+                                frontier_before,
+                            })
+                        }
+                        Err(std::sync::mpsc::SendError(commit)) => {
+                            self.frontier = frontier_before;
+                            fail(&self.store, commit.jobs, &StoreError::WriterStopped);
+                        }
+                    }
+                }
+                Err(err) => fail(&self.store, jobs, &err),
+            }
         }
+        self.settle();
     }
 
-    fn commit_group(&mut self, jobs: Vec<Job>, now: DateTime<Utc>) {
-        let committed = self
-            .store
-            .space
-            .admit()
-            .and_then(|()| self.stage_and_commit(&jobs, now));
-        match committed {
-            Ok((frontier, head, results)) => {
-                self.store.space.accepted();
-                self.frontier = frontier;
-                self.last_recorded_at = Some(now);
-                for (job, results) in jobs.into_iter().zip(results) {
-                    let receipts = results
+    /// Waits until the group in flight, if any, is written, and if it was not, takes the
+    /// tree back to before it. Returns whether it was written.
+    fn settle(&mut self) -> bool {
+        let Some(flight) = self.in_flight.take() else {
+            return true;
+        };
+        let written = self.outcomes.recv().unwrap_or(false);
+        if !written {
+            self.frontier = flight.frontier_before;
+        }
+        written
+    }
+
+    /// Stages every submission of the group on top of the tree staged so far and of
+    /// `before`, the group still being written, if any.
+    fn stage(
+        &self,
+        jobs: &[Job],
+        now: DateTime<Utc>,
+        before: Option<&Changes>,
+    ) -> Result<(Outcomes, Frontier, Staged), StoreError> {
+        self.store.space.admit()?;
+        let mut group = Group::new(
+            &self.store,
+            &self.keyring,
+            self.frontier.clone(),
+            now,
+            before,
+        );
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let mut job_outcomes = Vec::with_capacity(job.submissions.len());
+            for submission in &job.submissions {
+                job_outcomes.push(group.apply(&job.actor, submission)?);
+            }
+            outcomes.push(job_outcomes);
+        }
+        let (frontier, staged) = group.finish()?;
+        Ok((outcomes, frontier, staged))
+    }
+}
+
+impl Commit {
+    /// Writes the group in one synced batch and answers its callers. Returns whether it
+    /// was written.
+    fn write(self, store: &Store) -> bool {
+        let Self {
+            jobs,
+            outcomes,
+            staged,
+        } = self;
+        let head = staged.head();
+        match staged.write(store) {
+            Ok(()) => {
+                store.space.accepted();
+                for (job, outcomes) in jobs.into_iter().zip(outcomes) {
+                    let receipts = outcomes
                         .into_iter()
                         .map(|r| r.map(|pending| pending.into_receipt(head)))
                         .collect();
                     // A caller that went away still had its entries committed.
                     let _ = job.reply.send(Ok(receipts));
                 }
+                true
             }
             Err(err) => {
-                if err.is_out_of_space() {
-                    // Logged once when refusals start, not once per group.
-                    self.store.space.refuse(&err);
-                } else {
-                    tracing::error!(cause = %err, "group commit failed; nothing of it was written");
-                }
-                for job in jobs {
-                    let _ = job.reply.send(Err(err.duplicate()));
-                }
+                fail(store, jobs, &err);
+                false
             }
         }
     }
+}
 
-    /// Stages every submission of the group and commits them in one synced batch.
-    fn stage_and_commit(
-        &self,
-        jobs: &[Job],
-        now: DateTime<Utc>,
-    ) -> Result<(Frontier, TreeHead, Staged), StoreError> {
-        let mut group = Group::new(&self.store, &self.keyring, self.frontier.clone(), now);
-        let mut results = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            let mut job_results = Vec::with_capacity(job.submissions.len());
-            for submission in &job.submissions {
-                job_results.push(group.apply(&job.actor, submission)?);
-            }
-            results.push(job_results);
-        }
-        let (frontier, head) = group.commit()?;
-        Ok((frontier, head, results))
+/// Answers every caller of a group that was not written.
+fn fail(store: &Store, jobs: Vec<Job>, err: &StoreError) {
+    if err.is_out_of_space() {
+        // Logged once when refusals start, not once per group.
+        store.space.refuse(err);
+    } else {
+        tracing::error!(cause = %err, "group commit failed; nothing of it was written");
+    }
+    for job in jobs {
+        let _ = job.reply.send(Err(err.duplicate()));
     }
 }
 
@@ -298,11 +419,42 @@ struct KeyUse {
     pending: Pending,
 }
 
+/// What a staged group changed that the next group must see while it is being written.
+struct Changes {
+    states: HashMap<ContactId, ContactState>,
+    internal_heads: HashMap<ContactId, ChainHead>,
+    key_uses: HashMap<String, KeyUse>,
+    data_keys: HashMap<ContactId, Option<DataKey>>,
+    suppressed: HashMap<IdentityDigest, u64>,
+    opened_requests: HashSet<String>,
+    /// The tree after the group.
+    head: TreeHead,
+    /// The leaf tiles the group writes, in order; the last may not be full.
+    tiles: Vec<TileRow>,
+}
+
+/// A leaf tile's key and bytes.
+type TileRow = ([u8; 9], Vec<u8>);
+
+/// A group staged and not yet written: the batch, and the rows written at commit in key
+/// order (see [`Staged::write`]).
+struct Staged {
+    batch: WriteBatch,
+    nodes: Vec<([u8; 9], Hash)>,
+    index_rows: Vec<(Vec<u8>, [u8; 8])>,
+    new_keys: Vec<String>,
+    accepted: Vec<&'static str>,
+    now: DateTime<Utc>,
+    changes: Arc<Changes>,
+}
+
 /// The entries of one group commit, staged in one `WriteBatch` with overlays so that later
-/// events in the group see earlier ones.
+/// events in the group see earlier ones, on top of the group before it if that one is
+/// still being written.
 struct Group<'s> {
     store: &'s Store,
     keyring: &'s Keyring,
+    before: Option<&'s Changes>,
     frontier: Frontier,
     now: DateTime<Utc>,
     batch: WriteBatch,
@@ -331,10 +483,17 @@ struct Group<'s> {
 }
 
 impl<'s> Group<'s> {
-    fn new(store: &'s Store, keyring: &'s Keyring, frontier: Frontier, now: DateTime<Utc>) -> Self {
+    fn new(
+        store: &'s Store,
+        keyring: &'s Keyring,
+        frontier: Frontier,
+        now: DateTime<Utc>,
+        before: Option<&'s Changes>,
+    ) -> Self {
         Self {
             store,
             keyring,
+            before,
             frontier,
             now,
             batch: WriteBatch::default(),
@@ -355,14 +514,16 @@ impl<'s> Group<'s> {
 
     /// The contact's data key as this group sees it.
     fn data_key(&self, contact: &ContactId) -> Result<Option<DataKey>, StoreError> {
-        match self.data_keys.get(contact) {
+        let staged = self.data_keys.get(contact);
+        match staged.or_else(|| self.before?.data_keys.get(contact)) {
             Some(key) => Ok(key.clone()),
             None => self.store.data_key(contact, self.keyring),
         }
     }
 
     fn suppressed_by(&self, identity: &IdentityDigest) -> Result<Option<u64>, StoreError> {
-        match self.suppressed.get(identity) {
+        let staged = self.suppressed.get(identity);
+        match staged.or_else(|| self.before?.suppressed.get(identity)) {
             Some(seq) => Ok(Some(*seq)),
             None => self.store.suppressed_by(identity),
         }
@@ -456,16 +617,40 @@ impl<'s> Group<'s> {
         Ok(())
     }
 
-    fn state(&mut self, contact: &ContactId) -> Result<Option<ContactState>, StoreError> {
-        if let Some(state) = self.states.get(contact) {
-            return Ok(Some(state.clone()));
+    fn state(&self, contact: &ContactId) -> Result<Option<ContactState>, StoreError> {
+        let staged = self.states.get(contact);
+        match staged.or_else(|| self.before?.states.get(contact)) {
+            Some(state) => Ok(Some(state.clone())),
+            None => self.store.contact_state(contact),
         }
-        self.store.contact_state(contact)
     }
 
-    fn key_use(&mut self, key: &str) -> Result<Option<KeyUse>, StoreError> {
+    fn chain_head(&self, chain: &ContactId) -> Result<Option<ChainHead>, StoreError> {
+        let staged = self.internal_heads.get(chain);
+        match staged.or_else(|| self.before?.internal_heads.get(chain)) {
+            Some(head) => Ok(Some(*head)),
+            None => self.store.chain_head(chain),
+        }
+    }
+
+    fn key_use(&self, key: &str) -> Result<Option<KeyUse>, StoreError> {
         if let Some(used) = self.key_uses.get(key) {
             return Ok(Some(used.clone()));
+        }
+        if let Some(before) = self.before {
+            if let Some(used) = before.key_uses.get(key) {
+                // First used by the group being written: its receipt as that group
+                // completes it.
+                let original = used.pending.clone().into_receipt(before.head);
+                return Ok(Some(KeyUse {
+                    request_digest: used.request_digest,
+                    pending: Pending {
+                        replay_of: Some(original),
+                        replayed: true,
+                        ..used.pending.clone()
+                    },
+                }));
+            }
         }
         let stored = self
             .store
@@ -504,11 +689,7 @@ impl<'s> Group<'s> {
 
         let internal = event.contact_id.is_reserved();
         let (state, head) = if internal {
-            let head = match self.internal_heads.get(&event.contact_id) {
-                Some(head) => Some(*head),
-                None => self.store.chain_head(&event.contact_id)?,
-            };
-            (None, head)
+            (None, self.chain_head(&event.contact_id)?)
         } else {
             let state = self.state(&event.contact_id)?;
             let head = state.as_ref().map(|s| ChainHead {
@@ -544,7 +725,11 @@ impl<'s> Group<'s> {
             Err(rejected) => return Ok(Err(rejected.into())),
         };
         if let EventKind::RequestOpened { request_id, .. } = &event.kind {
-            if self.store.request_contact(request_id)?.is_some()
+            let opened_before = self
+                .before
+                .is_some_and(|b| b.opened_requests.contains(request_id));
+            if opened_before
+                || self.store.request_contact(request_id)?.is_some()
                 || !self.opened_requests.insert(request_id.clone())
             {
                 return Ok(Err(ApplyError::Request(TransitionError {
@@ -628,88 +813,136 @@ impl<'s> Group<'s> {
         Ok(Ok(pending))
     }
 
-    /// Stages the tiles the group's leaves go in (after the nodes: tiles sort after
-    /// them). The first continues the last tile written, if that one was not full.
-    fn stage_leaf_tiles(&mut self) -> Result<(), StoreError> {
+    /// The tiles the group's leaves go in. The first continues the last tile written, if
+    /// that one was not full.
+    fn leaf_tiles(&self) -> Result<Vec<TileRow>, StoreError> {
+        let mut tiles = Vec::new();
         if self.leaves.is_empty() {
-            return Ok(());
+            return Ok(tiles);
         }
         let first = self.frontier.size() - self.leaves.len() as u64;
-        let merkle = self.store.cf(keys::MERKLE);
         let mut tile_index = first / keys::LEAVES_PER_TILE;
         let held = (first % keys::LEAVES_PER_TILE) as usize * 32;
         let mut tile = Vec::with_capacity(keys::TILE_BYTES);
         if held > 0 {
-            let row = self
-                .store
-                .db
-                .get_pinned_cf(merkle, keys::leaf_tile_key(tile_index))?;
-            match row.as_deref() {
-                Some(row) if row.len() == held => tile.extend_from_slice(row),
-                _ => {
-                    let detail = format!(
-                        "the Merkle leaf tile {tile_index} does not hold the {} leaves written to it",
-                        held / 32
-                    );
-                    return Err(StoreError::Corrupt(detail));
-                }
+            let key = keys::leaf_tile_key(tile_index);
+            let written_before = self
+                .before
+                .and_then(|b| b.tiles.last())
+                .filter(|(last, _)| *last == key);
+            if let Some((_, row)) = written_before {
+                tile.extend_from_slice(row);
+            } else {
+                let row = self
+                    .store
+                    .db
+                    .get_pinned_cf(self.store.cf(keys::MERKLE), key)?;
+                tile.extend_from_slice(row.as_deref().unwrap_or_default());
+            }
+            if tile.len() != held {
+                let detail = format!(
+                    "the Merkle leaf tile {tile_index} does not hold the {} leaves written to it",
+                    held / 32
+                );
+                return Err(StoreError::Corrupt(detail));
             }
         }
         for leaf in &self.leaves {
             tile.extend_from_slice(leaf);
             if tile.len() == keys::TILE_BYTES {
-                self.batch
-                    .put_cf(merkle, keys::leaf_tile_key(tile_index), &tile);
-                tile.clear();
+                tiles.push((keys::leaf_tile_key(tile_index), std::mem::take(&mut tile)));
+                tile.reserve(keys::TILE_BYTES);
                 tile_index += 1;
             }
         }
         if !tile.is_empty() {
-            self.batch
-                .put_cf(merkle, keys::leaf_tile_key(tile_index), &tile);
+            tiles.push((keys::leaf_tile_key(tile_index), tile));
         }
-        Ok(())
+        Ok(tiles)
     }
 
-    /// Writes the group in one synced batch. Returns the new frontier and tree head.
-    fn commit(mut self) -> Result<(Frontier, TreeHead), StoreError> {
+    /// The staged group, and the tree after it.
+    fn finish(self) -> Result<(Frontier, Staged), StoreError> {
+        let tiles = self.leaf_tiles()?;
         let head = TreeHead {
             size: self.frontier.size(),
             root: self.frontier.root(),
         };
-        if self.states.is_empty() && self.internal_heads.is_empty() {
+        let changes = Changes {
+            states: self.states,
+            internal_heads: self.internal_heads,
+            key_uses: self.key_uses,
+            data_keys: self.data_keys,
+            suppressed: self.suppressed,
+            opened_requests: self.opened_requests,
+            head,
+            tiles,
+        };
+        let staged = Staged {
+            batch: self.batch,
+            nodes: self.nodes,
+            index_rows: self.index_rows,
+            new_keys: self.new_keys,
+            accepted: self.accepted,
+            now: self.now,
+            changes: Arc::new(changes),
+        };
+        Ok((self.frontier, staged))
+    }
+}
+
+impl Staged {
+    /// The tree after the group.
+    fn head(&self) -> TreeHead {
+        self.changes.head
+    }
+
+    /// Writes the group in one synced batch.
+    fn write(self, db: &Store) -> Result<(), StoreError> {
+        let Self {
+            mut batch,
+            mut nodes,
+            mut index_rows,
+            new_keys,
+            accepted,
+            now,
+            changes,
+        } = self;
+        let head = changes.head;
+        if changes.states.is_empty() && changes.internal_heads.is_empty() {
             // Nothing accepted (only rejections and replays): nothing to write.
-            return Ok((self.frontier, head));
+            return Ok(());
         }
-        let db = self.store;
         // Each family's rows go to its memtable in key order: a skip list inserts a key
         // next to the one before it cheaply, and far from it at the cost of a search from
         // the top (Merkle levels interleave, contacts come in any order). Keys within each
-        // list are distinct, so the order changes nothing that is written.
-        self.nodes.sort_unstable_by_key(|node| node.0);
-        for (key, hash) in &self.nodes {
-            self.batch.put_cf(db.cf(keys::MERKLE), key, hash);
+        // list are distinct, so the order changes nothing that is written. Leaf tiles
+        // sort after the nodes.
+        nodes.sort_unstable_by_key(|node| node.0);
+        for (key, hash) in &nodes {
+            batch.put_cf(db.cf(keys::MERKLE), key, hash);
         }
-        self.stage_leaf_tiles()?;
-        self.index_rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        for (key, seq) in &self.index_rows {
-            self.batch.put_cf(db.cf(keys::CONTACT_INDEX), key, seq);
+        for (key, tile) in &changes.tiles {
+            batch.put_cf(db.cf(keys::MERKLE), key, tile);
         }
-        let mut states: Vec<_> = self.states.iter().collect();
+        index_rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (key, seq) in &index_rows {
+            batch.put_cf(db.cf(keys::CONTACT_INDEX), key, seq);
+        }
+        let mut states: Vec<_> = changes.states.iter().collect();
         states.sort_unstable_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
         for (contact, state) in states {
             let bytes = projection::encode_state(state);
-            self.batch
-                .put_cf(db.cf(keys::STATE), contact.as_str(), bytes);
+            batch.put_cf(db.cf(keys::STATE), contact.as_str(), bytes);
         }
-        for (chain, chain_head) in &self.internal_heads {
+        for (chain, chain_head) in &changes.internal_heads {
             let bytes = projection::encode_state(chain_head);
-            self.batch.put_cf(db.cf(keys::STATE), chain.as_str(), bytes);
+            batch.put_cf(db.cf(keys::STATE), chain.as_str(), bytes);
         }
-        for key in &self.new_keys {
-            if let Some(used) = self.key_uses.get(key) {
+        for key in &new_keys {
+            if let Some(used) = changes.key_uses.get(key) {
                 let receipt = used.pending.clone().into_receipt(head);
-                self.batch.put_cf(
+                batch.put_cf(
                     db.cf(keys::IDEMPOTENCY),
                     key,
                     encode_key_use(&used.request_digest, &receipt),
@@ -717,23 +950,21 @@ impl<'s> Group<'s> {
             }
         }
         let meta = db.cf(keys::META);
-        self.batch
-            .put_cf(meta, keys::META_TREE_SIZE, head.size.to_be_bytes());
-        self.batch.put_cf(meta, keys::META_TREE_ROOT, head.root);
-        let nanos = self.now.timestamp_nanos_opt().unwrap_or_default() as u64;
-        self.batch
-            .put_cf(meta, keys::META_LAST_RECORDED_AT, nanos.to_be_bytes());
+        batch.put_cf(meta, keys::META_TREE_SIZE, head.size.to_be_bytes());
+        batch.put_cf(meta, keys::META_TREE_ROOT, head.root);
+        let nanos = now.timestamp_nanos_opt().unwrap_or_default() as u64;
+        batch.put_cf(meta, keys::META_LAST_RECORDED_AT, nanos.to_be_bytes());
         let mut sync = WriteOptions::default();
         sync.set_sync(true);
         let started = std::time::Instant::now();
-        db.db.write_opt(self.batch, &sync)?;
+        db.db.write_opt(batch, &sync)?;
         let metrics = db.metrics();
         metrics
             .commit_seconds
             .observe(started.elapsed().as_secs_f64());
-        metrics.group_events.observe(self.accepted.len() as f64);
+        metrics.group_events.observe(accepted.len() as f64);
         let mut by_kind: HashMap<&'static str, u64> = HashMap::new();
-        for kind in self.accepted {
+        for kind in accepted {
             *by_kind.entry(kind).or_default() += 1;
         }
         for (kind, count) in by_kind {
@@ -742,7 +973,7 @@ impl<'s> Group<'s> {
                 .get_or_create(&KindLabel { kind })
                 .inc_by(count);
         }
-        Ok((self.frontier, head))
+        Ok(())
     }
 }
 
@@ -824,4 +1055,318 @@ fn decode_key_use(bytes: &[u8]) -> Result<KeyUse, String> {
             replayed: true,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::crypto::MasterKey;
+    use crate::model::{Event, Registry};
+    use crate::proto::v1 as pb;
+    use crate::service::convert::submission_from_proto;
+
+    fn submission(contact: &str, key: &str, kind: pb::event::Kind) -> Submission {
+        let event = pb::Event {
+            contact_id: contact.into(),
+            idempotency_key: key.into(),
+            kind: Some(kind),
+            ..Default::default()
+        };
+        submission_from_proto(event, &Registry::default(), Utc::now()).unwrap()
+    }
+
+    fn personal(contact: &str) -> Option<pb::PersonalData> {
+        Some(pb::PersonalData {
+            email: format!("{contact}@example.test"),
+            name: format!("Name of {contact}"),
+            ..Default::default()
+        })
+    }
+
+    fn registered(contact: &str) -> Submission {
+        let kind = pb::event::Kind::ContactRegistered(pb::ContactRegistered {
+            country: "DE".into(),
+            relationship: Some(pb::Relationship {
+                audience: pb::Audience::B2c as i32,
+                lifecycle: pb::Lifecycle::Prospect as i32,
+            }),
+            personal: personal(contact),
+            ..Default::default()
+        });
+        submission(contact, "", kind)
+    }
+
+    fn granted(contact: &str, key: &str) -> Submission {
+        let kind = pb::event::Kind::ConsentGranted(pb::ConsentGranted {
+            purpose: "email_marketing".into(),
+            channel: "email".into(),
+            method: pb::ConsentMethod::Checkbox as i32,
+            notice: Some(pb::Notice {
+                id: "newsletter-signup".into(),
+                version: "2026-03".into(),
+                language: "en".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        submission(contact, key, kind)
+    }
+
+    /// (Written by the rights service, not accepted from clients as an event.)
+    fn request_opened(contact: &str, id: &str) -> Submission {
+        Submission {
+            event: Event {
+                contact_id: ContactId::parse("contact_id", contact).unwrap(),
+                idempotency_key: None,
+                occurred_at: None,
+                kind: EventKind::RequestOpened {
+                    request_id: id.into(),
+                    kind: crate::model::RequestKind::Access,
+                    regime: crate::model::RequestRegime::Gdpr,
+                    channel: "email".into(),
+                    objection: None,
+                    restriction_ground: None,
+                },
+            },
+            personal: None,
+            entropy: None,
+        }
+    }
+
+    fn policy_activated(version: &str) -> Submission {
+        Submission {
+            event: Event {
+                contact_id: ContactId::parse("contact_id", crate::model::POLICY_CHAIN).unwrap(),
+                idempotency_key: None,
+                occurred_at: None,
+                kind: EventKind::PolicyActivated {
+                    version: version.into(),
+                    text_sha256: "0".repeat(64),
+                },
+            },
+            personal: None,
+            entropy: None,
+        }
+    }
+
+    /// Two groups in which the second depends on everything the first changed: a
+    /// contact's state and chain, its new data key (personal data sealed again), an
+    /// idempotency key (retried), a request id (taken), the head of one of the ledger's
+    /// own chains, and the open leaf tile.
+    fn groups() -> [Vec<Submission>; 2] {
+        let first = vec![
+            policy_activated("1"),
+            registered("a"),
+            granted("a", "grant-a"),
+            registered("b"),
+            request_opened("b", "req-1"),
+            granted("b", ""),
+        ];
+        let update = submission(
+            "a",
+            "",
+            pb::event::Kind::ProfileUpdated(pb::ProfileUpdated {
+                personal: personal("a2"),
+                ..Default::default()
+            }),
+        );
+        let second = vec![
+            update,
+            first[2].clone(),
+            request_opened("a", "req-1"),
+            granted("b", "grant-b"),
+            policy_activated("2"),
+        ];
+        [first, second]
+    }
+
+    struct Ledger {
+        _dir: tempfile::TempDir,
+        store: Store,
+        keyring: Keyring,
+    }
+
+    impl Ledger {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(dir.path()).unwrap();
+            let keyring = Keyring::new(&MasterKey::from_bytes([7; 32]));
+            Self {
+                _dir: dir,
+                store,
+                keyring,
+            }
+        }
+
+        fn stage(
+            &self,
+            frontier: Frontier,
+            group: &[Submission],
+            before: Option<&Changes>,
+            now: DateTime<Utc>,
+        ) -> (Vec<Result<Pending, AppendError>>, Frontier, Staged) {
+            let mut staging = Group::new(&self.store, &self.keyring, frontier, now, before);
+            let outcomes = group
+                .iter()
+                .map(|s| staging.apply("test", s).unwrap())
+                .collect();
+            let (frontier, staged) = staging.finish().unwrap();
+            (outcomes, frontier, staged)
+        }
+
+        /// Every row of every family.
+        #[allow(clippy::type_complexity)]
+        fn rows(&self) -> Vec<(&'static str, Vec<(Box<[u8]>, Box<[u8]>)>)> {
+            keys::ALL
+                .iter()
+                .map(|&family| {
+                    let rows = self
+                        .store
+                        .db
+                        .iterator_cf(self.store.cf(family), rocksdb::IteratorMode::Start)
+                        .map(Result::unwrap)
+                        .collect();
+                    (family, rows)
+                })
+                .collect()
+        }
+    }
+
+    fn receipts(outcomes: Vec<Result<Pending, AppendError>>, head: TreeHead) -> Vec<String> {
+        outcomes
+            .into_iter()
+            .map(|o| format!("{:?}", o.map(|p| p.into_receipt(head))))
+            .collect()
+    }
+
+    #[test]
+    fn a_group_staged_while_the_one_before_is_written_equals_one_staged_after_it() {
+        let [first, second] = groups();
+        let times = [Utc::now(), Utc::now() + chrono::Duration::milliseconds(5)];
+
+        // One after the other: the second group reads everything from the store.
+        let serial = Ledger::new();
+        let start = serial.store.frontier(0).unwrap();
+        let (_, frontier, staged) = serial.stage(start, &first, None, times[0]);
+        let first_head = staged.head();
+        staged.write(&serial.store).unwrap();
+        let (outcomes, _, staged) = serial.stage(frontier, &second, None, times[1]);
+        let serial_receipts = receipts(outcomes, staged.head());
+        staged.write(&serial.store).unwrap();
+
+        // Pipelined: the second is staged on the first's changes before either is written.
+        let pipelined = Ledger::new();
+        let start = pipelined.store.frontier(0).unwrap();
+        let (_, frontier, first_staged) = pipelined.stage(start, &first, None, times[0]);
+        let (outcomes, _, second_staged) =
+            pipelined.stage(frontier, &second, Some(&first_staged.changes), times[1]);
+        let pipelined_receipts = receipts(outcomes, second_staged.head());
+        first_staged.write(&pipelined.store).unwrap();
+        second_staged.write(&pipelined.store).unwrap();
+
+        assert_eq!(pipelined_receipts, serial_receipts);
+        // The retry is answered with the first group's receipt, the reused request id is
+        // refused, and everything else is accepted.
+        assert!(serial_receipts[1].contains(&format!("tree_size: {}", first_head.size)));
+        assert!(serial_receipts[1].contains("replayed: true"));
+        assert!(serial_receipts[2].contains("request id req-1 is already taken"));
+        assert!(serial_receipts[4].contains("contact_seq: 2"));
+        for accepted in [0, 3, 4] {
+            assert!(
+                serial_receipts[accepted].starts_with("Ok("),
+                "{serial_receipts:?}"
+            );
+        }
+        assert_eq!(pipelined.rows(), serial.rows());
+        let report = pipelined
+            .store
+            .verify_ledger(None, None, &mut |_, _| true)
+            .unwrap();
+        assert!(report.is_ok(), "{report:?}");
+        assert_eq!(report.entries, 9);
+        // Contact a's two sealed records open under the one data key.
+        let a = ContactId::parse("contact_id", "a").unwrap();
+        let key = pipelined
+            .store
+            .data_key(&a, &pipelined.keyring)
+            .unwrap()
+            .unwrap();
+        for (contact_seq, seq) in pipelined.store.contact_index(&a, 1).map(Result::unwrap) {
+            if let Some(sealed) = pipelined.store.sealed_record(seq).unwrap() {
+                decode_record(&key, &a, contact_seq, &sealed).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn a_group_staged_on_one_that_failed_is_staged_again_without_it() {
+        let ledger = Ledger::new();
+        let (jobs, queue) = mpsc::channel(4);
+        let (handoff, commits) = std::sync::mpsc::sync_channel::<Commit>(0);
+        let (report, outcomes) = std::sync::mpsc::sync_channel::<bool>(1);
+        let mut writer = Writer {
+            store: ledger.store.clone(),
+            keyring: Arc::new(Keyring::new(&MasterKey::from_bytes([7; 32]))),
+            frontier: ledger.store.frontier(0).unwrap(),
+            last_recorded_at: None,
+            handoff,
+            outcomes,
+            in_flight: None,
+        };
+        let writing = std::thread::spawn(move || writer.run(queue));
+        // (Bounded, so that a group the writer never hands over fails the test.)
+        let handed = || {
+            commits
+                .recv_timeout(std::time::Duration::from_secs(10))
+                .unwrap()
+        };
+        let send = |submission: Submission| {
+            let (reply, answer) = oneshot::channel();
+            let job = Job {
+                actor: "test".into(),
+                submissions: vec![submission],
+                reply,
+            };
+            jobs.blocking_send(job).unwrap();
+            answer
+        };
+
+        // The first group is handed over; the second, a consent for the contact the first
+        // registers, is staged on top of it while it is "being written".
+        let registering = send(registered("a"));
+        let first = handed();
+        let granting = send(granted("a", ""));
+        // The first is not written.
+        fail(
+            &ledger.store,
+            first.jobs,
+            &StoreError::Corrupt("injected".into()),
+        );
+        report.send(false).unwrap();
+        // So the second is staged again on the store alone, where "a" does not exist.
+        let second = handed();
+        report.send(second.write(&ledger.store)).unwrap();
+        assert!(registering.blocking_recv().unwrap().is_err());
+        let granted = granting.blocking_recv().unwrap().unwrap();
+        assert!(matches!(
+            granted[0],
+            Err(AppendError::Rejected(ApplyError::NotRegistered))
+        ));
+        // The tree went back to before the failed group: the next entry is seq 1.
+        let registering = send(registered("a"));
+        let third = handed();
+        report.send(third.write(&ledger.store)).unwrap();
+        let receipt = registering
+            .blocking_recv()
+            .unwrap()
+            .unwrap()
+            .remove(0)
+            .unwrap();
+        assert_eq!((receipt.seq, receipt.tree_size), (1, 1));
+        drop(jobs);
+        writing.join().unwrap();
+        assert_eq!(ledger.store.tree_head().unwrap().size, 1);
+    }
 }
