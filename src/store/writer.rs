@@ -33,6 +33,8 @@ use crate::rights::TransitionError;
 
 /// Most events taken into one group commit.
 const MAX_GROUP_EVENTS: usize = 8192;
+/// Fewest events in a group staged while the group before it is being written.
+const PIPELINED_EVENTS: usize = 256;
 /// Append requests that may wait for the writer before callers are slowed down.
 const QUEUE_DEPTH: usize = 4096;
 
@@ -234,28 +236,21 @@ struct Commit {
 impl Writer {
     fn run(&mut self, mut queue: mpsc::Receiver<Job>) {
         while let Some(first) = queue.blocking_recv() {
-            let mut events = first.submissions.len();
             let mut jobs = vec![first];
-            while events < MAX_GROUP_EVENTS {
-                match queue.try_recv() {
-                    Ok(job) => {
-                        events += job.submissions.len();
-                        jobs.push(job);
-                    }
-                    Err(_) => break,
-                }
+            gather(&mut queue, &mut jobs);
+            // A small group waits for the one in flight, and takes what arrives meanwhile:
+            // it costs less to stage than a sync, and staged early it would leave more,
+            // smaller groups (more syncs). An erasure reads the contact's sealed records
+            // from the store, so it is staged on the store only.
+            let submissions = || jobs.iter().flat_map(|job| &job.submissions);
+            let erases =
+                submissions().any(|s| matches!(s.event.kind, EventKind::ErasureExecuted { .. }));
+            if self.in_flight.is_some() && (erases || submissions().count() < PIPELINED_EVENTS) {
+                self.settle();
+                gather(&mut queue, &mut jobs);
             }
             // The one clock read of the group, kept monotonic across the ledger.
             let now = Utc::now().max(self.last_recorded_at.unwrap_or_default());
-            // An erasure reads the contact's sealed records from the store, so it is
-            // staged on the store only.
-            let erases = jobs
-                .iter()
-                .flat_map(|job| &job.submissions)
-                .any(|s| matches!(s.event.kind, EventKind::ErasureExecuted { .. }));
-            if erases {
-                self.settle();
-            }
             let before = self.in_flight.as_ref().map(|f| Arc::clone(&f.changes));
             let mut staged = self.stage(&jobs, now, before.as_deref());
             if before.is_some() && !self.settle() {
@@ -359,6 +354,20 @@ impl Commit {
                 fail(store, jobs, &err);
                 false
             }
+        }
+    }
+}
+
+/// Takes the jobs waiting in the queue into the group, up to [`MAX_GROUP_EVENTS`].
+fn gather(queue: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>) {
+    let mut events: usize = jobs.iter().map(|job| job.submissions.len()).sum();
+    while events < MAX_GROUP_EVENTS {
+        match queue.try_recv() {
+            Ok(job) => {
+                events += job.submissions.len();
+                jobs.push(job);
+            }
+            Err(_) => break,
         }
     }
 }
