@@ -679,12 +679,16 @@ impl<'s> Group<'s> {
         submission: &Submission,
     ) -> Result<Result<Pending, AppendError>, StoreError> {
         let event = &submission.event;
-        let request_digest = request_digest(self.keyring, submission);
-        if let Some(key) = &event.idempotency_key {
-            if let Some(used) = self.key_use(key.as_str())? {
-                if used.request_digest != request_digest {
+        // (Only a keyed request is compared with another.)
+        let keyed = event
+            .idempotency_key
+            .as_ref()
+            .map(|key| (key.as_str(), request_digest(self.keyring, submission)));
+        if let Some((key, digest)) = keyed {
+            if let Some(used) = self.key_use(key)? {
+                if used.request_digest != digest {
                     return Ok(Err(AppendError::IdempotencyConflict {
-                        key: key.as_str().to_owned(),
+                        key: key.to_owned(),
                         seq: used.pending.seq,
                     }));
                 }
@@ -809,15 +813,15 @@ impl<'s> Group<'s> {
             replay_of: None,
             replayed: false,
         };
-        if let Some(key) = &event.idempotency_key {
+        if let Some((key, request_digest)) = keyed {
             self.key_uses.insert(
-                key.as_str().to_owned(),
+                key.to_owned(),
                 KeyUse {
                     request_digest,
                     pending: pending.clone(),
                 },
             );
-            self.new_keys.push(key.as_str().to_owned());
+            self.new_keys.push(key.to_owned());
         }
         Ok(Ok(pending))
     }
