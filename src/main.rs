@@ -1242,10 +1242,7 @@ async fn run(cli: Cli, settings: Option<Settings>) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Backup { to, server } => {
-            let channel = server.connection().channel().await?;
-            let token = cli::BearerToken::new(server.connection().token.as_deref())?;
-            let mut admin =
-                pb::admin_service_client::AdminServiceClient::with_interceptor(channel, token);
+            let mut admin = server.connection().admin_client().await?;
             let backup = admin
                 .backup(pb::BackupRequest {
                     to_dir: to.display().to_string(),
@@ -1479,10 +1476,7 @@ async fn run(cli: Cli, settings: Option<Settings>) -> anyhow::Result<()> {
             data_dir: None,
             server,
         } => {
-            let channel = server.connection().channel().await?;
-            let token = cli::BearerToken::new(server.connection().token.as_deref())?;
-            let mut admin =
-                pb::admin_service_client::AdminServiceClient::with_interceptor(channel, token);
+            let mut admin = server.connection().admin_client().await?;
             let compacted = admin.compact(pb::CompactRequest {}).await?.into_inner();
             println!(
                 "{}",

@@ -20,6 +20,7 @@ use tonic::service::Interceptor;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::proto::v1 as pb;
+use crate::proto::v1::admin_service_client::AdminServiceClient;
 use crate::proto::v1::audit_service_client::AuditServiceClient;
 use crate::proto::v1::eligibility_service_client::EligibilityServiceClient;
 use crate::proto::v1::ledger_service_client::LedgerServiceClient;
@@ -28,6 +29,8 @@ use crate::proto::FILE_DESCRIPTOR_SET;
 
 /// A ledger client that sends the caller's bearer token with every request.
 pub type Client = LedgerServiceClient<InterceptedService<Channel, BearerToken>>;
+/// An admin client that sends the caller's bearer token with every request.
+pub type AdminClient = AdminServiceClient<InterceptedService<Channel, BearerToken>>;
 /// An audit client that sends the caller's bearer token with every request.
 pub type AuditClient = AuditServiceClient<InterceptedService<Channel, BearerToken>>;
 /// An eligibility client that sends the caller's bearer token with every request.
@@ -122,6 +125,14 @@ impl Connection {
     /// A ledger client over a new connection.
     pub async fn client(&self) -> anyhow::Result<Client> {
         Ok(LedgerServiceClient::with_interceptor(
+            self.channel().await?,
+            BearerToken::new(self.token.as_deref())?,
+        ))
+    }
+
+    /// An admin client over a new connection.
+    pub async fn admin_client(&self) -> anyhow::Result<AdminClient> {
+        Ok(AdminServiceClient::with_interceptor(
             self.channel().await?,
             BearerToken::new(self.token.as_deref())?,
         ))
