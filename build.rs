@@ -22,6 +22,7 @@ fn main() -> anyhow::Result<()> {
         descriptors.encode_to_vec(),
     )?;
     tonic_prost_build::configure()
+        .codec_path("crate::proto::codec::Codec")
         .build_client(true)
         .build_server(true)
         .compile_fds(descriptors)?;

@@ -128,7 +128,7 @@ async fn call_raw(channel: &Channel, path: &'static str, token: Option<&str>) ->
             .metadata_mut()
             .insert("authorization", format!("Bearer {token}").parse().unwrap());
     }
-    let codec = tonic_prost::ProstCodec::<(), ()>::default();
+    let codec = consent_ledger::proto::codec::Codec::<(), ()>::default();
     let response = grpc
         .streaming(request, PathAndQuery::from_static(path), codec)
         .await;
