@@ -8,6 +8,20 @@ pub mod v1 {
     tonic::include_proto!("consentledger.v1");
 }
 
+impl v1::DecisionFrame {
+    /// Fills in the fields of `decision` that the frame holds for every decision of its
+    /// batch, so that it reads as a `Check` answer does.
+    pub fn fill(&self, decision: &mut v1::Decision) {
+        decision.purpose.clone_from(&self.purpose);
+        decision.channel.clone_from(&self.channel);
+        decision.policy_version.clone_from(&self.policy_version);
+        decision.policy_sha256.clone_from(&self.policy_sha256);
+        decision.tree_size = self.tree_size;
+        decision.decided_for = self.decided_for;
+        decision.time_basis = self.time_basis;
+    }
+}
+
 /// The encoded `FileDescriptorSet` of every proto file the service uses.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/consentledger_descriptor.bin"));

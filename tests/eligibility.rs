@@ -893,11 +893,48 @@ async fn a_campaign_list_is_screened_in_order_with_a_summary() {
     let mut summary = None;
     while let Some(response) = stream.message().await.unwrap() {
         match response.kind.unwrap() {
-            pb::screen_response::Kind::Decisions(d) => decisions.extend(d.decisions),
+            pb::screen_response::Kind::Decisions(d) => {
+                // What a batch's decisions share is sent once, in its frame.
+                let frame = d.frame.expect("a batch carries its frame");
+                assert_eq!(
+                    (frame.purpose.as_str(), frame.channel.as_str()),
+                    ("email_marketing", "email")
+                );
+                assert_eq!(frame.policy_version, "per-country-2026.11");
+                assert_eq!(frame.policy_sha256.len(), 32);
+                assert!(frame.tree_size > 0 && frame.decided_for.is_some());
+                for mut decision in d.decisions {
+                    assert!(decision.purpose.is_empty() && decision.policy_sha256.is_empty());
+                    frame.fill(&mut decision);
+                    decisions.push(decision);
+                }
+            }
             pb::screen_response::Kind::Summary(s) => summary = Some(s),
         }
     }
     assert_eq!(decisions.len(), ids.len());
+    // Filled from its frame, a screened decision is the one `Check` gives, but for the
+    // moment it was made at.
+    for screened in &decisions[..3] {
+        let checked = eligibility(&server)
+            .await
+            .check(pb::CheckRequest {
+                contact_id: screened.contact_id.clone(),
+                purpose: "email_marketing".into(),
+                channel: "email".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            pb::Decision {
+                decided_for: checked.decided_for,
+                ..screened.clone()
+            },
+            checked
+        );
+    }
     for (id, decision) in ids.iter().zip(&decisions) {
         assert_eq!(&decision.contact_id, id);
         let expected = match id.as_str() {

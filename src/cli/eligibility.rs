@@ -208,12 +208,15 @@ pub async fn screen(
     let mut decided = 0u64;
     while let Some(response) = responses.message().await? {
         match response.kind {
-            Some(pb::screen_response::Kind::Decisions(batch)) => {
-                for decision in &batch.decisions {
+            Some(pb::screen_response::Kind::Decisions(mut batch)) => {
+                let frame = batch.frame.take().unwrap_or_default();
+                for decision in &mut batch.decisions {
                     if brief {
-                        serde_json::to_writer(&mut *out, &BriefDecision::from(decision))?;
+                        serde_json::to_writer(&mut *out, &BriefDecision::from(&*decision))?;
                         out.write_all(b"\n").map_err(anyhow::Error::from)
                     } else {
+                        // Each line reads as a `Check` answer does.
+                        frame.fill(decision);
                         json.write(out, decision)
                     }
                     .context("cannot write the decisions")?;

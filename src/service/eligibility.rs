@@ -267,6 +267,8 @@ struct Frame<'a> {
     note: Option<&'a str>,
     tree_size: u64,
     now: DateTime<Utc>,
+    /// The answers go in a `Screen` batch, whose frame carries what they share.
+    batched: bool,
 }
 
 impl<'a> Frame<'a> {
@@ -282,6 +284,15 @@ impl<'a> Frame<'a> {
             note,
             tree_size,
             now: Utc::now(),
+            batched: false,
+        }
+    }
+
+    /// The frame of answers sent in a batch with [`Frame::shared`].
+    fn batched(self) -> Self {
+        Self {
+            batched: true,
+            ..self
         }
     }
 
@@ -289,10 +300,9 @@ impl<'a> Frame<'a> {
         self.target.at.map_or(self.now, |(at, _)| at)
     }
 
-    /// What every answer in this frame carries, whatever decided it.
-    fn frame_of(&self, contact: String) -> pb::Decision {
-        pb::Decision {
-            contact_id: contact,
+    /// What every answer in this frame shares, whatever decided it.
+    fn shared(&self) -> pb::DecisionFrame {
+        pb::DecisionFrame {
             purpose: self.target.purpose.clone(),
             channel: self.target.channel.clone(),
             policy_version: self.activation.pack.version.clone(),
@@ -300,6 +310,35 @@ impl<'a> Frame<'a> {
             tree_size: self.tree_size,
             decided_for: Some(to_timestamp(self.decided_for())),
             time_basis: self.target.basis,
+        }
+    }
+
+    /// An answer for `contact`, with what it shares unless its batch carries that.
+    fn frame_of(&self, contact: String) -> pb::Decision {
+        if self.batched {
+            return pb::Decision {
+                contact_id: contact,
+                ..Default::default()
+            };
+        }
+        let pb::DecisionFrame {
+            purpose,
+            channel,
+            policy_version,
+            policy_sha256,
+            tree_size,
+            decided_for,
+            time_basis,
+        } = self.shared();
+        pb::Decision {
+            contact_id: contact,
+            purpose,
+            channel,
+            policy_version,
+            policy_sha256,
+            tree_size,
+            decided_for,
+            time_basis,
             ..Default::default()
         }
     }
@@ -551,14 +590,14 @@ impl EligibilityService for EligibilityApi {
         tokio::spawn(async move {
             let mut by_rule: BTreeMap<String, u64> = BTreeMap::new();
             while let Some(result) = decided.next().await {
-                let (decisions, tree_size) = match result {
+                let (decisions, frame) = match result {
                     Ok(decided) => decided,
                     Err(status) => {
                         outbox.send(Err(status)).await;
                         return;
                     }
                 };
-                summary.tree_size = summary.tree_size.max(tree_size);
+                summary.tree_size = summary.tree_size.max(frame.tree_size);
                 let mut chunk_rules: BTreeMap<(&str, bool), u64> = BTreeMap::new();
                 for d in &decisions {
                     summary.contacts += 1;
@@ -578,6 +617,7 @@ impl EligibilityService for EligibilityApi {
                 let batch = pb::ScreenResponse {
                     kind: Some(pb::screen_response::Kind::Decisions(pb::Decisions {
                         decisions,
+                        frame: Some(frame),
                     })),
                 };
                 if !outbox.send(Ok(batch)).await {
@@ -721,13 +761,15 @@ fn id_chunks(
     )
 }
 
+/// Decides a chunk of a `Screen` call's ids: their answers in order, and the frame they
+/// share.
 fn screen_chunk(
     store: &Store,
     target: &Target,
     activation: &Activation,
     note: Option<&str>,
     ids: Vec<String>,
-) -> Result<(Vec<pb::Decision>, u64), Status> {
+) -> Result<(Vec<pb::Decision>, pb::DecisionFrame), Status> {
     // Malformed ids are decisions too, so one bad row never ends a campaign's screening.
     let mut valid = Vec::with_capacity(ids.len());
     let malformed: Vec<Option<ValidationError>> = ids
@@ -741,7 +783,7 @@ fn screen_chunk(
         })
         .collect();
     let (states, tree_size) = states_for(store, &valid, target)?;
-    let frame = Frame::new(target, activation, note, tree_size);
+    let frame = Frame::new(target, activation, note, tree_size).batched();
     let mut states = states.into_iter();
     let decisions = ids
         .into_iter()
@@ -751,5 +793,5 @@ fn screen_chunk(
             Some(err) => frame.refusal(id, "contact.invalid_id", err.rule),
         })
         .collect();
-    Ok((decisions, tree_size))
+    Ok((decisions, frame.shared()))
 }
