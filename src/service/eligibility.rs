@@ -315,32 +315,14 @@ impl<'a> Frame<'a> {
 
     /// An answer for `contact`, with what it shares unless its batch carries that.
     fn frame_of(&self, contact: String) -> pb::Decision {
-        if self.batched {
-            return pb::Decision {
-                contact_id: contact,
-                ..Default::default()
-            };
-        }
-        let pb::DecisionFrame {
-            purpose,
-            channel,
-            policy_version,
-            policy_sha256,
-            tree_size,
-            decided_for,
-            time_basis,
-        } = self.shared();
-        pb::Decision {
+        let mut out = pb::Decision {
             contact_id: contact,
-            purpose,
-            channel,
-            policy_version,
-            policy_sha256,
-            tree_size,
-            decided_for,
-            time_basis,
             ..Default::default()
+        };
+        if !self.batched {
+            self.shared().fill(&mut out);
         }
+        out
     }
 
     /// A denial that no rule made: the id is malformed (`contact.invalid_id`) or names no
