@@ -935,6 +935,44 @@ async fn a_campaign_list_is_screened_in_order_with_a_summary() {
             checked
         );
     }
+    // `consent-ledger screen` writes each decision filled in from its batch's frame.
+    let mut client = consent_ledger::cli::Connection::plain(&server.url())
+        .eligibility_client()
+        .await
+        .unwrap();
+    let target = consent_ledger::cli::eligibility::Target {
+        purpose: "email_marketing".into(),
+        channel: "email".into(),
+        at: None,
+        recorded: false,
+        brief: false,
+    };
+    let mut lines = Vec::new();
+    consent_ledger::cli::eligibility::screen(
+        &mut client,
+        &target,
+        Box::new(std::io::Cursor::new("list-ie\nnobody\n")),
+        &mut lines,
+    )
+    .await
+    .unwrap();
+    let lines: Vec<serde_json::Value> = String::from_utf8(lines)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    for (line, (contact, rule)) in lines.iter().zip([
+        ("list-ie", "consent.granted"),
+        ("nobody", "contact.unknown"),
+    ]) {
+        assert_eq!(line["contactId"], contact);
+        assert_eq!(line["ruleId"], rule);
+        assert_eq!(line["purpose"], "email_marketing");
+        assert_eq!(line["channel"], "email");
+        assert_eq!(line["policyVersion"], "per-country-2026.11");
+        assert!(line["policySha256"].is_string() && line["decidedFor"].is_string());
+    }
     for (id, decision) in ids.iter().zip(&decisions) {
         assert_eq!(&decision.contact_id, id);
         let expected = match id.as_str() {
