@@ -421,20 +421,23 @@ pub async fn run_verify(
         "the ledger is empty: seed it first"
     );
 
-    // Bare leaf hashing of as many entries of the average size, single-threaded.
+    // Bare leaf hashing of as many entries of the average size, single-threaded. Each
+    // digest is written over the start of the next entry, so that no hash can be skipped
+    // and nothing is hashed beyond the entry itself (appending the digest instead would
+    // add a compression to most leaves, and understate the raw rate by about a seventh).
     let average = (result.bytes_hashed / result.entries_verified).max(1) as usize;
-    let entry = vec![0x5au8; average];
+    let mut entry = vec![0x5au8; average];
+    let chained = average.min(32);
     let started = Instant::now();
-    let mut sink = [0u8; 32];
     for _ in 0..result.entries_verified {
-        let mut hasher = Sha256::new();
-        hasher.update([0u8]);
-        hasher.update(&entry);
-        hasher.update(sink);
-        sink = hasher.finalize().into();
+        let digest = Sha256::new()
+            .chain_update([0u8])
+            .chain_update(&entry)
+            .finalize();
+        entry[..chained].copy_from_slice(&digest[..chained]);
     }
     let raw_seconds = started.elapsed().as_secs_f64();
-    std::hint::black_box(sink);
+    std::hint::black_box(&entry);
     let raw_rate = result.entries_verified as f64 / raw_seconds;
 
     let size = result.tree_size;
