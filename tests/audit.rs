@@ -597,6 +597,44 @@ async fn a_damaged_table_block_is_reported_as_the_entries_it_holds() {
 }
 
 #[tokio::test]
+async fn recorded_contact_heads_are_compared_with_the_chains() {
+    let result = tampered(|db| {
+        let cf = db.cf_handle("state").unwrap();
+        let state = |contact: &str| db.get_cf(cf, contact).unwrap().unwrap();
+        // audit-6 has four entries, audit-7 three.
+        db.put_cf(cf, "audit-7", state("audit-6")).unwrap();
+        db.put_cf(cf, "ghost", state("audit-4")).unwrap();
+        db.put_cf(cf, "audit-5", [0xffu8, 1, 2, 3]).unwrap();
+        db.delete_cf(cf, "audit-3").unwrap();
+    })
+    .await;
+    let mut found: Vec<(pb::DamageKind, &str)> = result
+        .damage
+        .iter()
+        .map(|d| (pb::DamageKind::try_from(d.kind).unwrap(), d.detail.as_str()))
+        .collect();
+    found.sort();
+    let head = pb::DamageKind::HeadMismatch;
+    assert_eq!(
+        found,
+        [
+            (head, "2 contacts have entries but no recorded state"),
+            (
+                head,
+                "contact audit-7's recorded head is contact seq 4 but its stored chain ends at 3"
+            ),
+            (head, "contact ghost has a recorded state but no entries"),
+            (
+                head,
+                "the recorded state of contact audit-5 does not decode"
+            ),
+        ],
+        "{result:?}"
+    );
+    assert!(result.damage.iter().all(|d| d.seq == 0), "{result:?}");
+}
+
+#[tokio::test]
 async fn changed_personal_data_is_found_by_its_digest() {
     let result = tampered(|db| {
         let cf = db.cf_handle("pii").unwrap();

@@ -5,9 +5,11 @@
 //! RocksDB snapshot, so appends can continue while it runs.
 
 use std::collections::hash_map::Entry as Slot;
-use std::collections::HashMap;
+use std::sync::mpsc;
 
-use rocksdb::{IteratorMode, ReadOptions};
+use foldhash::{HashMap, HashMapExt as _};
+
+use rocksdb::ReadOptions;
 use siphasher::sip128::{Hasher128 as _, SipHasher24};
 
 use super::{keys, Store, StoreError};
@@ -216,7 +218,8 @@ struct ContactRun {
     last: (u64, Hash),
 }
 
-/// What the scan of one chunk of entries found.
+/// What the scan of one chunk of entries found. The walk hands its emptied `inputs` and
+/// `contacts` back to the scanner (see [`ChunkBuffers`]).
 struct ChunkScan {
     count: u64,
     bytes_hashed: u64,
@@ -228,6 +231,16 @@ struct ChunkScan {
     contacts: HashMap<String, ContactRun>,
     index_digest: u128,
     findings: Findings,
+}
+
+/// A chunk scan's buffers, emptied by the walk and sent back to the thread that scans
+/// the next chunks: a chunk's leaves take a few megabytes, and memory freshly taken from
+/// the system costs a page fault and the zeroing of every page (a tenth of the CPU when
+/// each chunk had its own).
+#[derive(Default)]
+struct ChunkBuffers {
+    inputs: Vec<TreeInput>,
+    contacts: HashMap<String, ContactRun>,
 }
 
 /// What the entry scan found over all chunks, for the conclusion.
@@ -658,21 +671,35 @@ impl Store {
         // Over the cores: the entries are scanned in chunks by two threads (hashes,
         // headers, chains and digests within the chunk, stored leaves); this thread takes
         // the chunks in order, links the chains across them and walks the tree above the
-        // leaves (nodes, checkpoints); the contact index is summed on a fourth.
+        // leaves (nodes, checkpoints); a fourth sums the contact index and then reads the
+        // recorded contact heads, so that only their comparison is left after the walk.
         let chunks = recorded_size.div_ceil(chunk_entries).max(1);
         std::thread::scope(|scope| {
-            let index_sum = scope
-                .spawn(|| sum_contact_index(&snapshot, self.cf(keys::CONTACT_INDEX), fingerprint));
-            let (mut scans, mut scanners) = (Vec::new(), Vec::new());
+            let index_and_heads = scope.spawn(|| {
+                let index =
+                    sum_contact_index(&snapshot, self.cf(keys::CONTACT_INDEX), fingerprint)?;
+                let heads = read_contact_heads(&snapshot, self.cf(keys::STATE))?;
+                Ok::<_, StoreError>((index, heads))
+            });
+            let (mut scans, mut scanners, mut recycle) = (Vec::new(), Vec::new(), Vec::new());
             for first in 0..SCAN_THREADS.min(chunks) {
-                let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+                let (sender, receiver) = mpsc::sync_channel(1);
+                let (give_back, taken_back) = mpsc::channel();
                 scans.push(receiver);
+                recycle.push(give_back);
                 let snapshot = &snapshot;
                 scanners.push(scope.spawn(move || {
                     for chunk in (first..chunks).step_by(SCAN_THREADS as usize) {
                         let last = chunk + 1 == chunks;
-                        let scanned =
-                            self.scan_chunk(snapshot, chunk, chunk_entries, last, fingerprint);
+                        let buffers = taken_back.try_recv().unwrap_or_default();
+                        let scanned = self.scan_chunk(
+                            snapshot,
+                            chunk,
+                            chunk_entries,
+                            last,
+                            fingerprint,
+                            buffers,
+                        );
                         let failed = scanned.is_err();
                         // The walk stopped (an error, or the caller went away).
                         if sender.send(scanned).is_err() || failed {
@@ -687,27 +714,28 @@ impl Store {
                 trusted,
                 chunks,
                 &scans,
+                &recycle,
                 &mut findings,
                 progress,
             );
             drop(scans);
             let scanners_finished = scanners.into_iter().all(|s| s.join().is_ok());
-            let index_sum = index_sum
-                .join()
-                .map_err(|_| StoreError::Corrupt("the contact index scan stopped".into()))?;
+            let (index_sum, heads) = index_and_heads.join().map_err(|_| {
+                StoreError::Corrupt("the contact index and heads scan stopped".into())
+            })??;
             let (scan, mut walk) = walked?;
             if !scanners_finished {
                 return Err(StoreError::Corrupt("an entry scan stopped".into()));
             }
             findings.merge(std::mem::take(&mut walk.findings));
-            self.conclude(
-                &snapshot,
+            conclude(
                 recorded_size,
                 recorded_root,
                 key,
                 scan,
                 walk,
-                index_sum?,
+                index_sum,
+                &heads,
                 findings,
                 progress,
             )
@@ -724,6 +752,10 @@ impl Store {
         size: u64,
         last: bool,
         fingerprint: &IndexFingerprint,
+        ChunkBuffers {
+            mut inputs,
+            contacts,
+        }: ChunkBuffers,
     ) -> Result<ChunkScan, StoreError> {
         let start = chunk * size + 1;
         let end = start.saturating_add(size);
@@ -750,12 +782,13 @@ impl Store {
             personal.seek(keys::seq_key(start));
         }
         let mut leaves = NodeScan::leaves(snapshot, self.cf(keys::MERKLE), start - 1);
+        inputs.reserve(size.min(CHUNK) as usize + 1);
         let mut scan = ChunkScan {
             count: 0,
             bytes_hashed: 0,
             last_stored: None,
-            inputs: Vec::with_capacity(size.min(CHUNK) as usize + 1),
-            contacts: HashMap::new(),
+            inputs,
+            contacts,
             index_digest: 0,
             findings: Findings::default(),
         };
@@ -937,7 +970,8 @@ impl Store {
     }
 
     /// Takes the chunks' scans in order: links each contact's chain across them, feeds
-    /// their leaves to the tree walk, and reports progress after each.
+    /// their leaves to the tree walk, hands their emptied buffers back to `recycle`, and
+    /// reports progress after each.
     #[allow(clippy::too_many_arguments)]
     fn walk_chunks<'s>(
         &'s self,
@@ -945,7 +979,8 @@ impl Store {
         recorded_size: u64,
         trusted: Option<TreeCheckpoint>,
         chunks: u64,
-        scans: &[std::sync::mpsc::Receiver<Result<ChunkScan, StoreError>>],
+        scans: &[mpsc::Receiver<Result<ChunkScan, StoreError>>],
+        recycle: &[mpsc::Sender<ChunkBuffers>],
         findings: &mut Findings,
         progress: &mut dyn FnMut(u64, u64) -> bool,
     ) -> Result<(EntryScan, TreeWalk<'s>), StoreError> {
@@ -963,10 +998,11 @@ impl Store {
             index_digest: 0,
         };
         for chunk in 0..chunks {
-            let scan = scans[(chunk % SCAN_THREADS) as usize]
+            let scanner = (chunk % SCAN_THREADS) as usize;
+            let mut scan = scans[scanner]
                 .recv()
                 .map_err(|_| StoreError::Corrupt("an entry scan stopped".into()))??;
-            for (contact, run) in scan.contacts {
+            for (contact, run) in scan.contacts.drain() {
                 let link = |findings: &mut Findings, contact: &str, before| {
                     check_link(
                         findings,
@@ -988,9 +1024,14 @@ impl Store {
                     }
                 }
             }
-            for input in scan.inputs {
+            for input in scan.inputs.drain(..) {
                 walk.take(input)?;
             }
+            // The scanner may have finished: then the buffers are dropped here.
+            let _ = recycle[scanner].send(ChunkBuffers {
+                inputs: scan.inputs,
+                contacts: scan.contacts,
+            });
             findings.merge(scan.findings);
             total.count += scan.count;
             total.bytes_hashed += scan.bytes_hashed;
@@ -1002,34 +1043,34 @@ impl Store {
         }
         Ok((total, walk))
     }
+}
 
-    /// Compares what the scan and the walk found with the recorded heads, the contact index and
-    /// the checkpoints, and writes the report.
-    #[allow(clippy::too_many_arguments)]
-    fn conclude<'s>(
-        &self,
-        snapshot: &'s rocksdb::Snapshot<'s>,
-        recorded_size: u64,
-        recorded_root: Option<Hash>,
-        key: Option<&VerifierKey>,
-        scan: EntryScan,
-        walk: TreeWalk<'s>,
-        (indexed, malformed_rows): (u128, u64),
-        mut findings: Findings,
-        progress: &mut dyn FnMut(u64, u64) -> bool,
-    ) -> Result<LedgerReport, StoreError> {
-        let TreeWalk {
-            frontier,
-            mut tree,
-            mut checkpoints,
-            ..
-        } = walk;
-        let stored_entries_end = scan.stored_end;
-        let count = scan.count;
+/// Compares what the scan and the walk found with the recorded heads, the contact index and
+/// the checkpoints, and writes the report.
+#[allow(clippy::too_many_arguments)]
+fn conclude(
+    recorded_size: u64,
+    recorded_root: Option<Hash>,
+    key: Option<&VerifierKey>,
+    scan: EntryScan,
+    walk: TreeWalk<'_>,
+    (indexed, malformed_rows): (u128, u64),
+    heads: &[RecordedHead],
+    mut findings: Findings,
+    progress: &mut dyn FnMut(u64, u64) -> bool,
+) -> Result<LedgerReport, StoreError> {
+    let TreeWalk {
+        frontier,
+        mut tree,
+        mut checkpoints,
+        ..
+    } = walk;
+    let stored_entries_end = scan.stored_end;
+    let count = scan.count;
 
-        // The recorded tree head: entries removed from the end, or entries past it.
-        if stored_entries_end < recorded_size {
-            findings.add(
+    // The recorded tree head: entries removed from the end, or entries past it.
+    if stored_entries_end < recorded_size {
+        findings.add(
                 stored_entries_end + 1,
                 DamageKind::Missing,
                 format!(
@@ -1037,120 +1078,134 @@ impl Store {
                     stored_entries_end + 1
                 ),
             );
-        } else if stored_entries_end > recorded_size {
-            findings.add(
+    } else if stored_entries_end > recorded_size {
+        findings.add(
                 recorded_size + 1,
                 DamageKind::HeadMismatch,
                 format!("entries {} to {stored_entries_end} are stored beyond the recorded tree size {recorded_size}", recorded_size + 1),
             );
-        }
-        let root = if frontier.size() == 0 {
-            empty_root()
-        } else {
-            frontier.root()
-        };
-        // Leaves with no stored node above them yet are judged against the recorded root.
-        let root_matches =
-            recorded_root == Some(root) || (recorded_size == 0 && frontier.size() == 0);
-        for leaf in std::mem::take(&mut tree.unresolved_leaves) {
-            report_leaf(leaf, root_matches, &mut findings);
-            tree.mark_damaged(leaf);
-        }
-        if findings.listed.is_empty() && stored_entries_end == recorded_size && !root_matches {
-            findings.add(
-                0,
-                DamageKind::HeadMismatch,
-                "the recorded tree root differs from the root of the stored entries",
-            );
-        }
-
-        checkpoints.finish(frontier.size(), key, &mut findings);
-
-        // Contact heads and the contact index.
-        self.check_contact_heads(snapshot, &scan.contacts, &mut findings)?;
-        if malformed_rows > 0 {
-            findings.add(
-                0,
-                DamageKind::IndexMismatch,
-                format!("the contact index holds {malformed_rows} malformed rows"),
-            );
-        }
-        if indexed != scan.index_digest {
-            findings.add(0, DamageKind::IndexMismatch, "the contact index does not list exactly the stored entries; run VerifyContact on the contacts concerned");
-        }
-
-        if !progress(count, recorded_size.max(count)) {
-            return Err(StoreError::Cancelled);
-        }
-        // In sequence order; findings about the ledger as a whole last; at one sequence
-        // number, by kind and wording, so the order never depends on how the scan ran.
-        findings.listed.sort_by(|a, b| {
-            (a.seq == 0, a.seq, a.kind, &a.detail).cmp(&(b.seq == 0, b.seq, b.kind, &b.detail))
-        });
-        if findings.listed.len() > MAX_FINDINGS {
-            findings.more += (findings.listed.len() - MAX_FINDINGS) as u64;
-            findings.listed.truncate(MAX_FINDINGS);
-        }
-        Ok(LedgerReport {
-            entries: count,
-            bytes: scan.bytes_hashed,
-            tree_size: recorded_size,
-            root,
-            checkpoints_checked: checkpoints.checked,
-            damage: findings.listed,
-            more_damage: findings.more,
-        })
+    }
+    let root = if frontier.size() == 0 {
+        empty_root()
+    } else {
+        frontier.root()
+    };
+    // Leaves with no stored node above them yet are judged against the recorded root.
+    let root_matches = recorded_root == Some(root) || (recorded_size == 0 && frontier.size() == 0);
+    for leaf in std::mem::take(&mut tree.unresolved_leaves) {
+        report_leaf(leaf, root_matches, &mut findings);
+        tree.mark_damaged(leaf);
+    }
+    if findings.listed.is_empty() && stored_entries_end == recorded_size && !root_matches {
+        findings.add(
+            0,
+            DamageKind::HeadMismatch,
+            "the recorded tree root differs from the root of the stored entries",
+        );
     }
 
-    fn check_contact_heads(
-        &self,
-        snapshot: &rocksdb::Snapshot<'_>,
-        chains: &HashMap<String, (u64, Hash)>,
-        findings: &mut Findings,
-    ) -> Result<(), StoreError> {
-        let mut seen = 0usize;
-        for item in snapshot.iterator_cf(self.cf(keys::STATE), IteratorMode::Start) {
-            let (key, value) = item?;
-            let contact = String::from_utf8_lossy(&key);
-            let state: ChainHead = match decode_state(&value) {
-                Ok(state) => state,
-                Err(_) => {
-                    findings.add(
-                        0,
-                        DamageKind::HeadMismatch,
-                        format!("the recorded state of contact {contact} does not decode"),
-                    );
-                    continue;
-                }
-            };
-            match chains.get(contact.as_ref()) {
-                Some(&(cseq, hash))
-                    if cseq == state.head_contact_seq && hash == state.head_hash =>
-                {
-                    seen += 1
-                }
-                Some(&(cseq, _)) => {
-                    seen += 1;
-                    findings.add(0, DamageKind::HeadMismatch, format!("contact {contact}'s recorded head is contact seq {} but its stored chain ends at {cseq}", state.head_contact_seq));
-                }
-                None => findings.add(
-                    0,
-                    DamageKind::HeadMismatch,
-                    format!("contact {contact} has a recorded state but no entries"),
-                ),
-            }
-        }
-        if seen < chains.len() {
+    checkpoints.finish(frontier.size(), key, &mut findings);
+
+    // Contact heads and the contact index.
+    check_contact_heads(heads, &scan.contacts, &mut findings);
+    if malformed_rows > 0 {
+        findings.add(
+            0,
+            DamageKind::IndexMismatch,
+            format!("the contact index holds {malformed_rows} malformed rows"),
+        );
+    }
+    if indexed != scan.index_digest {
+        findings.add(0, DamageKind::IndexMismatch, "the contact index does not list exactly the stored entries; run VerifyContact on the contacts concerned");
+    }
+
+    if !progress(count, recorded_size.max(count)) {
+        return Err(StoreError::Cancelled);
+    }
+    // In sequence order; findings about the ledger as a whole last; at one sequence
+    // number, by kind and wording, so the order never depends on how the scan ran.
+    findings.listed.sort_by(|a, b| {
+        (a.seq == 0, a.seq, a.kind, &a.detail).cmp(&(b.seq == 0, b.seq, b.kind, &b.detail))
+    });
+    if findings.listed.len() > MAX_FINDINGS {
+        findings.more += (findings.listed.len() - MAX_FINDINGS) as u64;
+        findings.listed.truncate(MAX_FINDINGS);
+    }
+    Ok(LedgerReport {
+        entries: count,
+        bytes: scan.bytes_hashed,
+        tree_size: recorded_size,
+        root,
+        checkpoints_checked: checkpoints.checked,
+        damage: findings.listed,
+        more_damage: findings.more,
+    })
+}
+
+/// A contact's recorded state: its id (as stored, lossily decoded) and its chain's head
+/// (contact seq and entry hash), or `None` when the state does not decode.
+type RecordedHead = (String, Option<(u64, Hash)>);
+
+/// Every contact's recorded head, in key order.
+fn read_contact_heads(
+    snapshot: &rocksdb::Snapshot<'_>,
+    states: &rocksdb::ColumnFamily,
+) -> Result<Vec<RecordedHead>, StoreError> {
+    let mut options = scan_options();
+    // States are not read back otherwise: a damaged block stops the run as before.
+    options.set_verify_checksums(true);
+    let mut it = snapshot.raw_iterator_cf_opt(states, options);
+    it.seek_to_first();
+    let mut heads = Vec::new();
+    while let (Some(key), Some(value)) = (it.key(), it.value()) {
+        let head = decode_state::<ChainHead>(value)
+            .ok()
+            .map(|state| (state.head_contact_seq, state.head_hash));
+        heads.push((String::from_utf8_lossy(key).into_owned(), head));
+        it.next();
+    }
+    it.status()?;
+    Ok(heads)
+}
+
+/// Compares the recorded heads with the heads of the chains as the entries link them.
+fn check_contact_heads(
+    heads: &[RecordedHead],
+    chains: &HashMap<String, (u64, Hash)>,
+    findings: &mut Findings,
+) {
+    let mut seen = 0usize;
+    for (contact, head) in heads {
+        let Some((head_contact_seq, head_hash)) = *head else {
             findings.add(
                 0,
                 DamageKind::HeadMismatch,
-                format!(
-                    "{} contacts have entries but no recorded state",
-                    chains.len() - seen
-                ),
+                format!("the recorded state of contact {contact} does not decode"),
             );
+            continue;
+        };
+        match chains.get(contact) {
+            Some(&(cseq, hash)) if cseq == head_contact_seq && hash == head_hash => seen += 1,
+            Some(&(cseq, _)) => {
+                seen += 1;
+                findings.add(0, DamageKind::HeadMismatch, format!("contact {contact}'s recorded head is contact seq {head_contact_seq} but its stored chain ends at {cseq}"));
+            }
+            None => findings.add(
+                0,
+                DamageKind::HeadMismatch,
+                format!("contact {contact} has a recorded state but no entries"),
+            ),
         }
-        Ok(())
+    }
+    if seen < chains.len() {
+        findings.add(
+            0,
+            DamageKind::HeadMismatch,
+            format!(
+                "{} contacts have entries but no recorded state",
+                chains.len() - seen
+            ),
+        );
     }
 }
 
