@@ -177,8 +177,10 @@ impl<'a> EntryHeader<'a> {
 /// bytes) names. Reads only that field of the body.
 pub fn personal_data_matches(body: &[u8], record: &[u8]) -> bool {
     #[derive(Deserialize)]
-    struct DigestOnly {
-        personal_data_sha256: Option<String>,
+    struct DigestOnly<'a> {
+        // Lowercase hex is never escaped, so it borrows from the body.
+        #[serde(borrow)]
+        personal_data_sha256: Option<std::borrow::Cow<'a, str>>,
     }
     let Ok(DigestOnly {
         personal_data_sha256: Some(recorded),
@@ -186,9 +188,9 @@ pub fn personal_data_matches(body: &[u8], record: &[u8]) -> bool {
     else {
         return false;
     };
-    let actual: Hash = Sha256::digest(record).into();
-    let mut decoded = [0u8; 32];
-    hex::decode_to_slice(recorded, &mut decoded).is_ok() && decoded == actual
+    let mut actual = [0u8; 64];
+    hex::encode_to_slice(Sha256::digest(record), &mut actual)
+        .is_ok_and(|()| recorded.as_bytes() == actual)
 }
 
 fn split(bytes: &[u8]) -> Result<(EntryHeader<'_>, &[u8]), EntryError> {
