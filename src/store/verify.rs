@@ -1071,19 +1071,19 @@ fn conclude(
     // The recorded tree head: entries removed from the end, or entries past it.
     if stored_entries_end < recorded_size {
         findings.add(
-                stored_entries_end + 1,
-                DamageKind::Missing,
-                format!(
-                    "the ledger records {recorded_size} entries but only {stored_entries_end} are stored: entries {} to {recorded_size} were removed",
-                    stored_entries_end + 1
-                ),
-            );
+            stored_entries_end + 1,
+            DamageKind::Missing,
+            format!(
+                "the ledger records {recorded_size} entries but only {stored_entries_end} are stored: entries {} to {recorded_size} were removed",
+                stored_entries_end + 1
+            ),
+        );
     } else if stored_entries_end > recorded_size {
         findings.add(
-                recorded_size + 1,
-                DamageKind::HeadMismatch,
-                format!("entries {} to {stored_entries_end} are stored beyond the recorded tree size {recorded_size}", recorded_size + 1),
-            );
+            recorded_size + 1,
+            DamageKind::HeadMismatch,
+            format!("entries {} to {stored_entries_end} are stored beyond the recorded tree size {recorded_size}", recorded_size + 1),
+        );
     }
     let root = if frontier.size() == 0 {
         empty_root()
@@ -1152,7 +1152,8 @@ fn read_contact_heads(
     states: &rocksdb::ColumnFamily,
 ) -> Result<Vec<RecordedHead>, StoreError> {
     let mut options = scan_options();
-    // States are not read back otherwise: a damaged block stops the run as before.
+    // Unlike the families the scan re-hashes, a damaged state block must not decode into
+    // other states: it fails its checksum and stops the run with a storage error.
     options.set_verify_checksums(true);
     let mut it = snapshot.raw_iterator_cf_opt(states, options);
     it.seek_to_first();
