@@ -20,13 +20,37 @@ pub fn leaf_hash(data: &[u8]) -> Hash {
     hasher.finalize().into()
 }
 
-/// `SHA-256(0x01 || left || right)`.
+/// `SHA-256(0x01 || left || right)`. The 65 bytes and their padding are laid out as the
+/// two blocks SHA-256 compresses and compressed in one call: through the streaming
+/// hasher's buffer, a node cost as much as two and a half blocks of a long message.
 pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
-    let mut hasher = Sha256::new();
-    hasher.update([0x01]);
-    hasher.update(left);
-    hasher.update(right);
-    hasher.finalize().into()
+    use sha2::digest::generic_array::GenericArray;
+    /// SHA-256's initial state (FIPS 180-4, 5.3.3).
+    const INITIAL: [u32; 8] = [
+        0x6a09_e667,
+        0xbb67_ae85,
+        0x3c6e_f372,
+        0xa54f_f53a,
+        0x510e_527f,
+        0x9b05_688c,
+        0x1f83_d9ab,
+        0x5be0_cd19,
+    ];
+    let mut blocks = [GenericArray::default(), GenericArray::default()];
+    blocks[0][0] = 0x01;
+    blocks[0][1..33].copy_from_slice(left);
+    blocks[0][33..].copy_from_slice(&right[..31]);
+    blocks[1][0] = right[31];
+    // Padding: a one bit, zeros, and the message length in bits (65 bytes).
+    blocks[1][1] = 0x80;
+    blocks[1][56..].copy_from_slice(&(65u64 * 8).to_be_bytes());
+    let mut state = INITIAL;
+    sha2::compress256(&mut state, &blocks);
+    let mut hash = [0u8; 32];
+    for (out, word) in hash.chunks_exact_mut(4).zip(state) {
+        out.copy_from_slice(&word.to_be_bytes());
+    }
+    hash
 }
 
 /// The root of the empty tree: `SHA-256("")`.
@@ -199,6 +223,23 @@ mod tests {
             frontier.push_each(hash, |_| {});
             assert_eq!(frontier.root(), hex32(root), "size {}", leaves.len());
             assert_eq!(root_from_leaf_hashes(&leaves), hex32(root));
+        }
+    }
+
+    #[test]
+    fn node_hash_is_sha256_of_the_prefixed_pair() {
+        let mut left = [0u8; 32];
+        let mut right = [0xffu8; 32];
+        for i in 0..64u8 {
+            let expected: Hash = Sha256::new()
+                .chain_update([0x01])
+                .chain_update(left)
+                .chain_update(right)
+                .finalize()
+                .into();
+            assert_eq!(node_hash(&left, &right), expected);
+            left = leaf_hash(&[i]);
+            right = expected;
         }
     }
 
