@@ -8,6 +8,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+mod reader;
+
 use super::entry::{Entry, Hash, ZERO_HASH};
 use crate::model::{
     ChannelId, ConsentMethod, Country, EventKind, LegalBasis, ObjectionScope, PurposeId, Region,
@@ -841,31 +843,37 @@ mod record_format {
         *len += 1;
     }
 
-    /// Reads an evidence record, all of it.
-    struct Cursor<'a>(&'a [u8]);
-
-    impl Cursor<'_> {
-        fn varint(&mut self) -> Option<u64> {
-            let mut value = 0;
-            for i in 0..10 {
-                let byte = *self.0.get(i)?;
-                value |= u64::from(byte & 0x7f) << (7 * i);
-                if byte < 0x80 {
-                    if i == 9 && byte > 1 {
-                        return None; // past 64 bits
-                    }
-                    self.0 = &self.0[i + 1..];
-                    return Some(value);
+    /// An unsigned LEB128 varint of at most 64 bits at the start of `bytes`, and the
+    /// bytes after it.
+    pub(super) fn varint(bytes: &[u8]) -> Option<(u64, &[u8])> {
+        let mut value = 0;
+        for i in 0..10 {
+            let byte = *bytes.get(i)?;
+            value |= u64::from(byte & 0x7f) << (7 * i);
+            if byte < 0x80 {
+                if i == 9 && byte > 1 {
+                    return None; // past 64 bits
                 }
+                return Some((value, &bytes[i + 1..]));
             }
-            None
         }
+        None
+    }
 
-        fn bytes<const N: usize>(&mut self) -> Option<[u8; N]> {
-            let (bytes, rest) = self.0.split_first_chunk::<N>()?;
-            self.0 = rest;
-            Some(*bytes)
-        }
+    /// An evidence record's bytes, all of them, as evidence.
+    pub(super) fn evidence(bytes: &[u8]) -> Option<EvidenceRef> {
+        let (seq, rest) = varint(bytes)?;
+        let (contact_seq, rest) = varint(rest)?;
+        let (hash, rest) = rest.split_first_chunk::<32>()?;
+        let (occurred, rest) = rest.split_first_chunk::<8>()?;
+        let (recorded, rest) = rest.split_first_chunk::<8>()?;
+        rest.is_empty().then_some(EvidenceRef {
+            seq,
+            contact_seq,
+            hash: *hash,
+            occurred_at: UtcNanos(i64::from_le_bytes(*occurred)),
+            recorded_at: UtcNanos(i64::from_le_bytes(*recorded)),
+        })
     }
 
     impl Serialize for EvidenceRef {
@@ -912,22 +920,8 @@ mod record_format {
         }
 
         fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<EvidenceRef, E> {
-            let mut cursor = Cursor(bytes);
-            let mut read = || {
-                let seq = cursor.varint()?;
-                let contact_seq = cursor.varint()?;
-                let hash = cursor.bytes::<32>()?;
-                let occurred = i64::from_le_bytes(cursor.bytes::<8>()?);
-                let recorded = i64::from_le_bytes(cursor.bytes::<8>()?);
-                cursor.0.is_empty().then_some(EvidenceRef {
-                    seq,
-                    contact_seq,
-                    hash,
-                    occurred_at: UtcNanos(occurred),
-                    recorded_at: UtcNanos(recorded),
-                })
-            };
-            read().ok_or_else(|| E::invalid_value(serde::de::Unexpected::Bytes(bytes), &self))
+            evidence(bytes)
+                .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Bytes(bytes), &self))
         }
     }
 }
@@ -947,11 +941,32 @@ pub fn encode_state<T: Serialize>(state: &T) -> Vec<u8> {
     postcard::to_extend(state, out).expect("states always serialize")
 }
 
+/// What a record of the `state` column family is read as: a [`ContactState`], or the
+/// [`ChainHead`] at the start of any record.
+pub trait StateRecord: serde::de::DeserializeOwned {
+    /// The value of a format 3 record's body, read without serde, or `None` to read it
+    /// through serde.
+    fn read(_body: &[u8]) -> Option<Self> {
+        None
+    }
+}
+
+impl StateRecord for ChainHead {}
+
+impl StateRecord for ContactState {
+    fn read(body: &[u8]) -> Option<Self> {
+        reader::contact_state(body)
+    }
+}
+
 /// Decodes what [`encode_state`] wrote, in this format or the one before. For a
 /// [`ChainHead`], bytes beyond the head are ignored.
-pub fn decode_state<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+pub fn decode_state<T: StateRecord>(bytes: &[u8]) -> Result<T, String> {
     let decoded = match bytes.split_first() {
-        Some((&STATE_FORMAT_BINARY, rest)) => postcard::from_bytes(rest),
+        Some((&STATE_FORMAT_BINARY, rest)) => match T::read(rest) {
+            Some(value) => return Ok(value),
+            None => postcard::from_bytes(rest),
+        },
         Some((&STATE_FORMAT_FIELDWISE_EVIDENCE, rest)) => {
             let _format = record_format::Format2::enter();
             postcard::from_bytes(rest)

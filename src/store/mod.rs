@@ -23,7 +23,7 @@ use crate::audit::chain::{ChainBreak, ChainVerifier, StoredLink};
 use crate::audit::merkle::{empty_root, root_from_leaf_hashes, Frontier};
 use crate::crypto::Keyring;
 use crate::ledger::entry::{entry_hash, Entry, EntryError};
-use crate::ledger::projection::{state_at, ChainHead, Cutoff};
+use crate::ledger::projection::{state_at, ChainHead, Cutoff, StateRecord};
 use crate::ledger::{ContactState, Hash};
 use crate::metrics::Metrics;
 use crate::model::ContactId;
@@ -145,10 +145,7 @@ pub struct ChainReport {
     pub first_break: Option<ChainBreak>,
 }
 
-fn decode_state<T: serde::de::DeserializeOwned>(
-    contact: &ContactId,
-    bytes: &[u8],
-) -> Result<T, StoreError> {
+fn decode_state<T: StateRecord>(contact: &ContactId, bytes: &[u8]) -> Result<T, StoreError> {
     crate::ledger::projection::decode_state(bytes)
         .map_err(|e| StoreError::Corrupt(format!("state of {contact}: {e}")))
 }
@@ -594,10 +591,7 @@ impl Store {
         self.state_record(chain)
     }
 
-    fn state_record<T: serde::de::DeserializeOwned>(
-        &self,
-        contact: &ContactId,
-    ) -> Result<Option<T>, StoreError> {
+    fn state_record<T: StateRecord>(&self, contact: &ContactId) -> Result<Option<T>, StoreError> {
         self.db
             .get_pinned_cf(self.cf(keys::STATE), contact.as_str())?
             .map(|bytes| decode_state(contact, &bytes))
