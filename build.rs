@@ -23,6 +23,8 @@ fn main() -> anyhow::Result<()> {
     )?;
     tonic_prost_build::configure()
         .codec_path("crate::proto::codec::Codec")
+        // Written by hand, so a `Screen` batch can carry decisions already encoded.
+        .extern_path(".consentledger.v1.Decisions", "crate::proto::Decisions")
         .build_client(true)
         .build_server(true)
         .compile_fds(descriptors)?;

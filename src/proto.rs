@@ -6,6 +6,92 @@
 #[allow(missing_docs, unreachable_pub, clippy::all)]
 pub mod v1 {
     tonic::include_proto!("consentledger.v1");
+
+    pub use super::Decisions;
+}
+
+/// `consentledger.v1.Decisions`, a batch of `Screen` decisions and the frame they share.
+///
+/// Written by hand rather than generated so that a server can send decisions it has
+/// already encoded ([`Decisions::encoded`]): a screened contact's answer is then written
+/// once, straight from the decision, instead of built as a message of a dozen strings and
+/// buffers, measured, encoded and freed. On the wire it is exactly the generated message;
+/// read back, every decision is in `decisions`.
+#[derive(Clone, PartialEq, Default, Debug)]
+pub struct Decisions {
+    /// The decisions, in order.
+    pub decisions: Vec<v1::Decision>,
+    /// What every decision of this batch shares.
+    pub frame: Option<v1::DecisionFrame>,
+    /// Decisions already encoded as field 1 records, sent after `decisions`.
+    encoded: Vec<u8>,
+}
+
+impl Decisions {
+    /// A batch of decisions already encoded, each as a field 1 record (key, length,
+    /// `Decision`), as [`prost::encoding::message::encode`] writes one.
+    pub fn encoded(encoded: Vec<u8>, frame: v1::DecisionFrame) -> Self {
+        Self {
+            decisions: Vec::new(),
+            frame: Some(frame),
+            encoded,
+        }
+    }
+}
+
+impl prost::Message for Decisions {
+    fn encode_raw(&self, buf: &mut impl prost::bytes::BufMut) {
+        use prost::encoding::message;
+        message::encode_repeated(1, &self.decisions, buf);
+        buf.put_slice(&self.encoded);
+        if let Some(frame) = &self.frame {
+            message::encode(2, frame, buf);
+        }
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: prost::encoding::WireType,
+        buf: &mut impl prost::bytes::Buf,
+        ctx: prost::encoding::DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        use prost::encoding::{message, skip_field};
+        let named = |field| {
+            move |mut err: prost::DecodeError| {
+                err.push("Decisions", field);
+                err
+            }
+        };
+        match tag {
+            1 => message::merge_repeated(wire_type, &mut self.decisions, buf, ctx)
+                .map_err(named("decisions")),
+            2 => message::merge(
+                wire_type,
+                self.frame.get_or_insert_with(Default::default),
+                buf,
+                ctx,
+            )
+            .map_err(named("frame")),
+            _ => skip_field(wire_type, tag, buf, ctx),
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        use prost::encoding::message;
+        message::encoded_len_repeated(1, &self.decisions)
+            + self.encoded.len()
+            + self
+                .frame
+                .as_ref()
+                .map_or(0, |frame| message::encoded_len(2, frame))
+    }
+
+    fn clear(&mut self) {
+        self.decisions.clear();
+        self.frame = None;
+        self.encoded.clear();
+    }
 }
 
 impl v1::DecisionFrame {
@@ -164,5 +250,54 @@ pub mod codec {
             let mut truncated = &bytes[..bytes.len() - 3];
             assert!(decode::<pb::ScreenRequest>(&mut truncated).is_err());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+
+    #[test]
+    fn decisions_read_back_the_same_sent_as_messages_or_already_encoded() {
+        let decisions: Vec<v1::Decision> = (0..3)
+            .map(|i| v1::Decision {
+                contact_id: format!("crm-{i}"),
+                allowed: i % 2 == 0,
+                rule_id: "consent.granted".into(),
+                reasons: vec![format!("reason {i}")],
+                ..Default::default()
+            })
+            .collect();
+        let frame = v1::DecisionFrame {
+            purpose: "email_marketing".into(),
+            tree_size: 9,
+            ..Default::default()
+        };
+        let mut encoded = Vec::new();
+        for decision in &decisions {
+            prost::encoding::message::encode(1, decision, &mut encoded);
+        }
+        let sent = Decisions::encoded(encoded, frame.clone());
+        let as_messages = Decisions {
+            decisions,
+            frame: Some(frame),
+            encoded: Vec::new(),
+        };
+        let bytes = sent.encode_to_vec();
+        assert_eq!(bytes, as_messages.encode_to_vec());
+        assert_eq!(sent.encoded_len(), bytes.len());
+        assert_eq!(Decisions::decode(bytes.as_slice()).unwrap(), as_messages);
+        assert!(Decisions::decode(&bytes[..bytes.len() - 1]).is_err());
+        // And inside the response that carries it.
+        let response = |batch| v1::ScreenResponse {
+            kind: Some(v1::screen_response::Kind::Decisions(batch)),
+        };
+        let bytes = response(sent).encode_to_vec();
+        assert_eq!(
+            v1::ScreenResponse::decode(bytes.as_slice()).unwrap(),
+            response(as_messages)
+        );
     }
 }

@@ -8,6 +8,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+#[cfg(test)]
+pub(crate) mod arbitrary;
 mod reader;
 
 use super::entry::{Entry, Hash, ZERO_HASH};

@@ -11,6 +11,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::instrument;
 
 use super::convert::{client_contact_id, record_timestamp, timestamp, to_timestamp};
+use super::decision_wire::{DecisionFields, DecisionsWriter};
 use super::outbox::{outbox, ResponseStream};
 use super::{blocking, caller};
 use crate::ledger::projection::Cutoff;
@@ -267,8 +268,28 @@ struct Frame<'a> {
     note: Option<&'a str>,
     tree_size: u64,
     now: DateTime<Utc>,
-    /// The answers go in a `Screen` batch, whose frame carries what they share.
-    batched: bool,
+}
+
+/// How one contact was decided.
+enum Outcome {
+    /// By the policy's rules.
+    Decided(Decision),
+    /// By no rule: the id is malformed (`contact.invalid_id`) or names no contact at the
+    /// time (`contact.unknown`). The reason is written out only for a full answer.
+    Refused {
+        rule_id: &'static str,
+        reason: Option<String>,
+    },
+}
+
+impl Outcome {
+    /// The deciding rule and whether it allowed.
+    fn rule(&self) -> (&'static str, bool) {
+        match self {
+            Self::Decided(decision) => (decision.rule_id, decision.allowed),
+            Self::Refused { rule_id, .. } => (rule_id, false),
+        }
+    }
 }
 
 impl<'a> Frame<'a> {
@@ -284,15 +305,6 @@ impl<'a> Frame<'a> {
             note,
             tree_size,
             now: Utc::now(),
-            batched: false,
-        }
-    }
-
-    /// The frame of answers sent in a batch with [`Frame::shared`].
-    fn batched(self) -> Self {
-        Self {
-            batched: true,
-            ..self
         }
     }
 
@@ -313,47 +325,17 @@ impl<'a> Frame<'a> {
         }
     }
 
-    /// An answer for `contact`, with what it shares unless its batch carries that.
-    fn frame_of(&self, contact: String) -> pb::Decision {
-        let mut out = pb::Decision {
-            contact_id: contact,
-            ..Default::default()
-        };
-        if !self.batched {
-            self.shared().fill(&mut out);
-        }
-        out
-    }
-
-    /// A denial that no rule made: the id is malformed (`contact.invalid_id`) or names no
-    /// contact at the time (`contact.unknown`).
-    fn refusal(&self, contact: String, rule_id: &str, reason: String) -> pb::Decision {
-        if self.target.brief {
-            return pb::Decision {
-                contact_id: contact,
-                rule_id: rule_id.to_owned(),
-                ..Default::default()
-            };
-        }
-        let mut out = self.frame_of(contact);
-        out.rule_id = rule_id.to_owned();
-        out.reasons.push(reason);
-        out.warnings.extend(self.note.map(str::to_owned));
-        out
-    }
-
-    /// The answer for one contact whose state at the target time is `state`.
-    fn answer(&self, contact: String, state: Option<&ContactState>) -> pb::Decision {
+    /// How the contact whose state at the target time is `state` is decided.
+    fn outcome(&self, state: Option<&ContactState>) -> Outcome {
         let Some(state) = state else {
-            let reason = match self.target.at {
+            return self.refused("contact.unknown", || match self.target.at {
                 None => "no contact with this id is registered".into(),
                 Some((at, _)) => {
                     format!("the contact was not registered as of {}", at.to_rfc3339())
                 }
-            };
-            return self.refusal(contact, "contact.unknown", reason);
+            });
         };
-        let decision = decide(
+        Outcome::Decided(decide(
             &self.activation.pack,
             state,
             &self.target.purpose,
@@ -364,20 +346,78 @@ impl<'a> Frame<'a> {
             } else {
                 Detail::Explained
             },
-        );
-        if self.target.brief {
-            return pb::Decision {
-                contact_id: contact,
-                allowed: decision.allowed,
-                rule_id: decision.rule_id.to_owned(),
-                regime: regime_to_proto(decision.regime),
-                ..Default::default()
-            };
+        ))
+    }
+
+    fn refused(&self, rule_id: &'static str, reason: impl FnOnce() -> String) -> Outcome {
+        Outcome::Refused {
+            rule_id,
+            reason: (!self.target.brief).then(reason),
         }
-        let mut out = self.frame_of(contact);
-        fill_decision(&mut out, decision);
+    }
+
+    /// The `Check` answer for a contact whose state at the target time is `state`: in
+    /// full, with what a batch's frame would hold.
+    fn answer(&self, contact: String, state: Option<&ContactState>) -> pb::Decision {
+        debug_assert!(!self.target.brief, "a Check answer is never brief");
+        let mut out = pb::Decision {
+            contact_id: contact,
+            ..Default::default()
+        };
+        self.shared().fill(&mut out);
+        match self.outcome(state) {
+            Outcome::Decided(decision) => fill_decision(&mut out, decision),
+            Outcome::Refused { rule_id, reason } => {
+                out.rule_id = rule_id.to_owned();
+                out.reasons.extend(reason);
+            }
+        }
         out.warnings.extend(self.note.map(str::to_owned));
         out
+    }
+
+    /// Writes `outcome` into a `Screen` batch, whose frame carries what it shares.
+    fn write(&self, contact: &str, outcome: &Outcome, out: &mut DecisionsWriter) {
+        let (rule_id, allowed) = outcome.rule();
+        let mut fields = DecisionFields {
+            contact_id: contact,
+            allowed,
+            rule_id,
+            regime: 0,
+            country: "",
+            audience: "",
+            reasons: &[],
+            warnings: &[],
+            note: None,
+            evidence: &[],
+        };
+        match outcome {
+            Outcome::Decided(decision) => {
+                fields.regime = regime_to_proto(decision.regime);
+                if !self.target.brief {
+                    fields.country = decision.country.as_str();
+                    fields.audience = audience_name(decision.audience);
+                    fields.reasons = &decision.reasons;
+                    fields.warnings = &decision.warnings;
+                    fields.note = self.note;
+                    fields.evidence = &decision.evidence;
+                }
+            }
+            Outcome::Refused { reason, .. } => {
+                fields.reasons = reason.as_slice();
+                if !self.target.brief {
+                    fields.note = self.note;
+                }
+            }
+        }
+        out.push(&fields);
+    }
+}
+
+fn audience_name(audience: crate::model::Audience) -> &'static str {
+    match audience {
+        crate::model::Audience::B2b => "b2b",
+        crate::model::Audience::B2c => "b2c",
     }
 }
 
@@ -397,11 +437,7 @@ fn fill_decision(out: &mut pb::Decision, decision: Decision) {
     out.rule_id = decision.rule_id.to_owned();
     out.regime = regime_to_proto(decision.regime);
     out.country = decision.country.to_string();
-    out.audience = match decision.audience {
-        crate::model::Audience::B2b => "b2b",
-        crate::model::Audience::B2c => "b2c",
-    }
-    .into();
+    out.audience = audience_name(decision.audience).into();
     out.reasons = decision.reasons;
     out.warnings = decision.warnings;
     out.evidence = decision
@@ -572,35 +608,29 @@ impl EligibilityService for EligibilityApi {
         tokio::spawn(async move {
             let mut by_rule: BTreeMap<String, u64> = BTreeMap::new();
             while let Some(result) = decided.next().await {
-                let (decisions, frame) = match result {
+                let (batch, counts) = match result {
                     Ok(decided) => decided,
                     Err(status) => {
                         outbox.send(Err(status)).await;
                         return;
                     }
                 };
-                summary.tree_size = summary.tree_size.max(frame.tree_size);
-                let mut chunk_rules: BTreeMap<(&str, bool), u64> = BTreeMap::new();
-                for d in &decisions {
-                    summary.contacts += 1;
-                    if d.allowed {
-                        summary.allowed += 1;
-                    } else {
-                        summary.denied += 1;
-                    }
-                    *chunk_rules.entry((&d.rule_id, d.allowed)).or_default() += 1;
-                }
+                let tree_size = batch.frame.as_ref().map_or(0, |frame| frame.tree_size);
+                summary.tree_size = summary.tree_size.max(tree_size);
                 let metrics = store.metrics();
-                metrics.screened.inc_by(decisions.len() as u64);
-                for ((rule, allowed), count) in chunk_rules {
+                for ((rule, allowed), count) in counts {
+                    summary.contacts += count;
+                    if allowed {
+                        summary.allowed += count;
+                    } else {
+                        summary.denied += count;
+                    }
+                    metrics.screened.inc_by(count);
                     metrics.decided(allowed, rule, count);
                     *by_rule.entry(rule.to_owned()).or_default() += count;
                 }
                 let batch = pb::ScreenResponse {
-                    kind: Some(pb::screen_response::Kind::Decisions(pb::Decisions {
-                        decisions,
-                        frame: Some(frame),
-                    })),
+                    kind: Some(pb::screen_response::Kind::Decisions(batch)),
                 };
                 if !outbox.send(Ok(batch)).await {
                     return; // The caller went away or stopped reading.
@@ -743,15 +773,18 @@ fn id_chunks(
     )
 }
 
-/// Decides a chunk of a `Screen` call's ids: their answers in order, and the frame they
-/// share.
+/// Decisions of one chunk per rule, and whether the rule allowed.
+type RuleCounts = BTreeMap<(&'static str, bool), u64>;
+
+/// Decides a chunk of a `Screen` call's ids: their answers in order, written into a batch
+/// with the frame they share, and how many each rule decided.
 fn screen_chunk(
     store: &Store,
     target: &Target,
     activation: &Activation,
     note: Option<&str>,
     ids: Vec<String>,
-) -> Result<(Vec<pb::Decision>, pb::DecisionFrame), Status> {
+) -> Result<(pb::Decisions, RuleCounts), Status> {
     // Malformed ids are decisions too, so one bad row never ends a campaign's screening.
     let mut valid = Vec::with_capacity(ids.len());
     let malformed: Vec<Option<ValidationError>> = ids
@@ -765,15 +798,113 @@ fn screen_chunk(
         })
         .collect();
     let (states, tree_size) = states_for(store, &valid, target)?;
-    let frame = Frame::new(target, activation, note, tree_size).batched();
+    let frame = Frame::new(target, activation, note, tree_size);
     let mut states = states.into_iter();
-    let decisions = ids
-        .into_iter()
-        .zip(malformed)
-        .map(|(id, malformed)| match malformed {
-            None => frame.answer(id, states.next().flatten().as_ref()),
-            Some(err) => frame.refusal(id, "contact.invalid_id", err.rule),
-        })
-        .collect();
-    Ok((decisions, frame.shared()))
+    // A full decision takes about half a kilobyte, a brief one a few dozen bytes.
+    let mut out = DecisionsWriter::with_capacity(ids.len() * if target.brief { 48 } else { 512 });
+    let mut counts = RuleCounts::new();
+    for (id, malformed) in ids.iter().zip(malformed) {
+        let outcome = match malformed {
+            None => frame.outcome(states.next().flatten().as_ref()),
+            Some(err) => frame.refused("contact.invalid_id", || err.rule),
+        };
+        frame.write(id, &outcome, &mut out);
+        *counts.entry(outcome.rule()).or_default() += 1;
+    }
+    Ok((pb::Decisions::encoded(out.finish(), frame.shared()), counts))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::ledger::projection::arbitrary::state;
+    use crate::policy::DEFAULT_PACK;
+
+    fn activation() -> Activation {
+        Activation {
+            pack: Arc::new(PolicyPack::parse(DEFAULT_PACK).unwrap()),
+            seq: 7,
+            recorded_at: Utc::now(),
+        }
+    }
+
+    /// What prost writes for `decision` as a record of a batch's field 1.
+    fn prost_record(decision: &pb::Decision) -> Vec<u8> {
+        let mut out = Vec::new();
+        prost::encoding::message::encode(1, decision, &mut out);
+        out
+    }
+
+    proptest! {
+        /// A `Screen` batch holds exactly the bytes prost writes for the `Check` answer
+        /// with the frame's fields left empty (full), or for its contact, outcome, rule
+        /// and regime (brief): for every kind of state, an unknown contact, a malformed
+        /// id, with and without a note, now and at a past time.
+        #[test]
+        fn screen_decisions_are_written_as_prost_writes_them(
+            state in state(),
+            which in 0usize..5,
+            contact in prop_oneof![Just(None), Just(Some(None)), Just(Some(Some(())))],
+            note in any::<bool>(),
+            at in prop::option::of(0i64..4_000_000_000),
+        ) {
+            let (purpose, channel) = [
+                ("email_marketing", "email"),
+                ("email_tracking", "email"),
+                ("profiling", "email"),
+                ("sales_outreach", "phone"),
+                ("storage", "email"),
+            ][which];
+            let activation = activation();
+            let note = note.then_some("no policy was active yet at 1970-01-01T00:00:00+00:00");
+            let at = at.map(|secs| prost_types::Timestamp { seconds: secs, nanos: 5 });
+            let mut target =
+                Target::from_proto(purpose.into(), channel.into(), at, 0, "").unwrap();
+            let full = Frame::new(&target, &activation, note, 42);
+            // None: a malformed id; Some(None): an unknown contact.
+            let outcome = |frame: &Frame<'_>| match contact {
+                None => frame.refused("contact.invalid_id", || "contact_ids: malformed".into()),
+                Some(None) => frame.outcome(None),
+                Some(Some(())) => frame.outcome(Some(&state)),
+            };
+
+            let decided = outcome(&full);
+            let mut expected = match &decided {
+                Outcome::Refused { .. } if contact.is_none() => pb::Decision {
+                    contact_id: "crm-1".into(),
+                    rule_id: "contact.invalid_id".into(),
+                    reasons: vec!["contact_ids: malformed".into()],
+                    warnings: note.map(str::to_owned).into_iter().collect(),
+                    ..Default::default()
+                },
+                _ => full.answer("crm-1".into(), contact.flatten().map(|()| &state)),
+            };
+            // A batch's decisions leave the frame's fields empty.
+            pb::DecisionFrame::default().fill(&mut expected);
+            let mut out = DecisionsWriter::with_capacity(512);
+            full.write("crm-1", &decided, &mut out);
+            prop_assert_eq!(out.finish(), prost_record(&expected));
+
+            target.brief = true;
+            let brief = Frame::new(&target, &activation, note, 42);
+            let decided = outcome(&brief);
+            let (rule_id, allowed) = decided.rule();
+            let regime = match &decided {
+                Outcome::Decided(decision) => regime_to_proto(decision.regime),
+                Outcome::Refused { .. } => 0,
+            };
+            let expected = pb::Decision {
+                contact_id: "crm-1".into(),
+                allowed,
+                rule_id: rule_id.into(),
+                regime,
+                ..Default::default()
+            };
+            let mut out = DecisionsWriter::with_capacity(512);
+            brief.write("crm-1", &decided, &mut out);
+            prop_assert_eq!(out.finish(), prost_record(&expected));
+        }
+    }
 }

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod convert;
+mod decision_wire;
 pub mod eligibility;
 pub mod error;
 pub mod ledger;
