@@ -230,6 +230,14 @@ impl Store {
             if *name == keys::STATE {
                 table.set_data_block_index_type(rocksdb::DataBlockIndexType::BinaryAndHash);
                 table.set_data_block_hash_ratio(0.75);
+                // A state record is most of a kilobyte, so a 4 KiB block holds about five:
+                // with the default of a restart point every 16 keys the hash index could
+                // only ever point at the first, and every read parsed the keys before its
+                // own (about a twentieth of a `Screen`'s CPU). A restart point at every
+                // key costs four bytes a record and lets the hash find the key itself
+                // (in brief screens, the in-block search went from 10.7% of the CPU to
+                // 5.3%). Files keep their restart interval until compacted.
+                table.set_block_restart_interval(1);
             }
             // Families that are read whole by VerifyLedger: larger blocks mean fewer
             // block lookups and checksum calls per key (about 8% of its CPU at 1M entries).
