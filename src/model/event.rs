@@ -343,6 +343,16 @@ pub enum Audience {
     B2c,
 }
 
+impl Audience {
+    /// The audience's name in the API: `b2b` or `b2c`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::B2b => "b2b",
+            Self::B2c => "b2c",
+        }
+    }
+}
+
 /// Prospect or customer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -396,7 +396,7 @@ impl<'a> Frame<'a> {
                 fields.regime = regime_to_proto(decision.regime);
                 if !self.target.brief {
                     fields.country = decision.country.as_str();
-                    fields.audience = audience_name(decision.audience);
+                    fields.audience = decision.audience.name();
                     fields.reasons = &decision.reasons;
                     fields.warnings = &decision.warnings;
                     fields.note = self.note;
@@ -411,13 +411,6 @@ impl<'a> Frame<'a> {
             }
         }
         out.push(&fields);
-    }
-}
-
-fn audience_name(audience: crate::model::Audience) -> &'static str {
-    match audience {
-        crate::model::Audience::B2b => "b2b",
-        crate::model::Audience::B2c => "b2c",
     }
 }
 
@@ -437,7 +430,7 @@ fn fill_decision(out: &mut pb::Decision, decision: Decision) {
     out.rule_id = decision.rule_id.to_owned();
     out.regime = regime_to_proto(decision.regime);
     out.country = decision.country.to_string();
-    out.audience = audience_name(decision.audience).into();
+    out.audience = decision.audience.name().into();
     out.reasons = decision.reasons;
     out.warnings = decision.warnings;
     out.evidence = decision
