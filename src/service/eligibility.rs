@@ -497,7 +497,8 @@ impl EligibilityApi {
 
 #[tonic::async_trait]
 impl EligibilityService for EligibilityApi {
-    #[instrument(skip_all, fields(contact))]
+    // At `debug`, as the other high-rate calls (see `LedgerApi::append`).
+    #[instrument(level = "debug", skip_all, fields(contact))]
     async fn check(
         &self,
         request: Request<pb::CheckRequest>,
@@ -550,7 +551,7 @@ impl EligibilityService for EligibilityApi {
 
     type ScreenStream = ResponseStream<pb::ScreenResponse>;
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     async fn screen(
         &self,
         request: Request<Streaming<pb::ScreenRequest>>,

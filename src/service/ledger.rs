@@ -45,7 +45,10 @@ impl LedgerApi {
 
 #[tonic::async_trait]
 impl LedgerService for LedgerApi {
-    #[instrument(skip_all, fields(contact))]
+    // The high-rate calls (Append, AppendBatch, Check, Screen) open their spans at
+    // `debug`: an enabled span, its fields formatted as it opens, cost about 5% of a
+    // `Check`'s server CPU. The other calls keep theirs at `info`.
+    #[instrument(level = "debug", skip_all, fields(contact))]
     async fn append(
         &self,
         request: Request<pb::AppendRequest>,
@@ -67,7 +70,7 @@ impl LedgerService for LedgerApi {
         }))
     }
 
-    #[instrument(skip_all, fields(events))]
+    #[instrument(level = "debug", skip_all, fields(events))]
     async fn append_batch(
         &self,
         request: Request<pb::AppendBatchRequest>,
