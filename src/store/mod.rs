@@ -262,8 +262,8 @@ impl Store {
                 // A bloom filter over each memtable's keys: a point read of a key the
                 // memtable does not hold (every new idempotency key the writer checks,
                 // every contact not written since the last flush that `Check` reads)
-                // skips the skip-list search, which was most of the writer's own time
-                // under unary appends. About a tenth of the memtable's size.
+                // skips the skip-list search, a walk of cache misses across the arena.
+                // About a tenth of the memtable's size.
                 family.set_memtable_prefix_bloom_ratio(0.1);
                 family.set_memtable_whole_key_filtering(true);
             }
