@@ -55,8 +55,10 @@ pub enum EntryError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntryBody {
     /// When the ledger recorded the entry (monotonic over the ledger).
+    #[serde(serialize_with = "crate::model::rfc3339::serialize")]
     pub recorded_at: DateTime<Utc>,
     /// When the fact happened in the world.
+    #[serde(serialize_with = "crate::model::rfc3339::serialize")]
     pub occurred_at: DateTime<Utc>,
     /// The authenticated caller that appended it.
     pub actor: String,

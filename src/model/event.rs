@@ -15,6 +15,7 @@ pub struct Event {
     /// Client key for safe retries.
     pub idempotency_key: Option<IdempotencyKey>,
     /// When it happened in the world; `None` means "when the ledger records it".
+    #[serde(serialize_with = "super::rfc3339::option::serialize")]
     pub occurred_at: Option<DateTime<Utc>>,
     /// What happened.
     pub kind: EventKind,
@@ -98,6 +99,7 @@ pub enum EventKind {
         /// Form, list or campaign id at the source.
         source_reference: String,
         /// When the Art. 14 notice was sent, if it was.
+        #[serde(serialize_with = "super::rfc3339::option::serialize")]
         notice_sent_at: Option<DateTime<Utc>>,
     },
     /// Consent given for a purpose on a channel.
@@ -113,6 +115,7 @@ pub enum EventKind {
         /// Page or form of collection.
         form_url: Option<String>,
         /// Fixed end of validity, if any.
+        #[serde(serialize_with = "super::rfc3339::option::serialize")]
         expires_at: Option<DateTime<Utc>>,
     },
     /// Consent taken back for a purpose on a channel.

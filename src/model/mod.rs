@@ -4,6 +4,7 @@
 mod country;
 mod event;
 mod request;
+pub(crate) mod rfc3339;
 
 use std::collections::BTreeSet;
 use std::fmt;
