@@ -14,6 +14,7 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::task::Poll;
 use std::thread::JoinHandle;
 
 use chrono::{DateTime, Utc};
@@ -167,7 +168,7 @@ pub(super) fn start(
     let last_recorded_at = store.last_recorded_at()?;
     let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
     let (handoff, commits) = std::sync::mpsc::sync_channel::<Commit>(0);
-    let (report, outcomes) = std::sync::mpsc::sync_channel::<bool>(1);
+    let (report, outcomes) = mpsc::unbounded_channel::<bool>();
     let committing = store.clone();
     let committer = std::thread::Builder::new()
         .name("ledger-commit".into())
@@ -206,11 +207,11 @@ pub(super) fn start(
 
 /// Stages groups and hands them to the commit thread, two deep: while that thread writes
 /// and syncs one group, this one stages the next on top of it, reading what the first
-/// changed from its [`Changes`] rather than from the store. The next is handed over only
-/// once the first is on disk, and is staged again from the store if the first failed. So
-/// every group is still one synced batch written in order, and no caller is answered
-/// before the entries its receipts name (its own, or for a retry the earlier ones) are
-/// durable.
+/// changed from its [`Changes`] rather than from the store, and takes into it what arrives
+/// until the first is written. The next is handed over only once the first is on disk,
+/// and is staged again from the store if the first failed. So every group is still one
+/// synced batch written in order, and no caller is answered before the entries its
+/// receipts name (its own, or for a retry the earlier ones) are durable.
 struct Writer {
     store: Store,
     keyring: Arc<Keyring>,
@@ -219,7 +220,7 @@ struct Writer {
     last_recorded_at: Option<DateTime<Utc>>,
     handoff: std::sync::mpsc::SyncSender<Commit>,
     /// Whether each group handed over was written, in order.
-    outcomes: std::sync::mpsc::Receiver<bool>,
+    outcomes: mpsc::UnboundedReceiver<bool>,
     in_flight: Option<InFlight>,
     /// The states of contacts written by recent groups.
     recent: RecentStates,
@@ -241,30 +242,73 @@ struct Commit {
 
 impl Writer {
     fn run(&mut self, mut queue: mpsc::Receiver<Job>) {
-        while let Some(first) = queue.blocking_recv() {
+        // A job that could not join the group before it (an erasure behind a group in
+        // flight) opens the next one.
+        let mut deferred = None;
+        while let Some(first) = deferred.take().or_else(|| queue.blocking_recv()) {
             let mut jobs = vec![first];
             gather(&mut queue, &mut jobs);
             // A small group waits for the one in flight, and takes what arrives meanwhile:
             // it costs less to stage than a sync, and staged early it would leave more,
             // smaller groups (more syncs). An erasure reads the contact's sealed records
             // from the store, so it is staged on the store only.
-            let submissions = || jobs.iter().flat_map(|job| &job.submissions);
-            let erases =
-                submissions().any(|s| matches!(s.event.kind, EventKind::ErasureExecuted { .. }));
-            if self.in_flight.is_some() && (erases || submissions().count() < PIPELINED_EVENTS) {
-                self.settle();
+            if self.in_flight.is_some()
+                && (jobs.iter().any(erases) || events(&jobs) < PIPELINED_EVENTS)
+            {
+                self.settle(None);
                 gather(&mut queue, &mut jobs);
             }
-            // The one clock read of the group, kept monotonic across the ledger.
+            // The one clock read of the group, kept monotonic across the ledger. The group
+            // stays open at most while the one before it is written.
             let now = Utc::now().max(self.last_recorded_at.unwrap_or_default());
             let before = self.in_flight.as_ref().map(|f| Arc::clone(&f.changes));
-            let mut staged = self.stage(&jobs, now, before.as_deref());
+            let mut outcomes = Vec::with_capacity(jobs.len());
+            let mut written = None;
+            let staged = self.store.space.admit().and_then(|()| {
+                let mut group = Group::new(
+                    &self.store,
+                    &self.keyring,
+                    self.frontier.clone(),
+                    now,
+                    before.as_deref(),
+                    &self.recent,
+                );
+                for job in &jobs {
+                    outcomes.push(stage_job(&mut group, job)?);
+                }
+                // A large group staged while the one before it is being written takes in
+                // every job that arrives until that one is written, as it arrives: staged
+                // now, it is ready the moment the commit thread is free, and those callers
+                // wait for one sync, not two.
+                let mut taken = events(&jobs);
+                while before.is_some() && taken < MAX_GROUP_EVENTS {
+                    let job = match next_arrival(&mut queue, &mut self.outcomes) {
+                        Arrival::Job(job) if erases(&job) => {
+                            deferred = Some(job);
+                            break;
+                        }
+                        Arrival::Job(job) => job,
+                        Arrival::Written(outcome) => {
+                            written = Some(outcome);
+                            break;
+                        }
+                        Arrival::Closed => break,
+                    };
+                    taken += job.submissions.len();
+                    // (Kept before staging, so that a failure answers it too.)
+                    jobs.push(job);
+                    outcomes.push(stage_job(&mut group, &jobs[jobs.len() - 1])?);
+                }
+                group.finish()
+            });
             let pipelined = before.is_some();
             // (Released first, so that `settle` can take the group's states as they are.)
             drop(before);
-            if pipelined && !self.settle() {
-                staged = self.stage(&jobs, now, None);
-            }
+            let staged = if pipelined && !self.settle(written) {
+                self.stage(&jobs, now)
+            } else {
+                staged.map(|(frontier, staged)| (outcomes, frontier, staged))
+            };
             match staged {
                 Ok((outcomes, frontier, staged)) => {
                     let frontier_before = std::mem::replace(&mut self.frontier, frontier);
@@ -291,17 +335,17 @@ impl Writer {
                 Err(err) => fail(&self.store, jobs, &err),
             }
         }
-        self.settle();
+        self.settle(None);
     }
 
-    /// Waits until the group in flight, if any, is written: if it was, keeps the states it
-    /// wrote; if it was not, takes the tree back to before it. Returns whether it was
-    /// written.
-    fn settle(&mut self) -> bool {
+    /// Waits until the group in flight, if any, is written (unless `written` already says
+    /// whether it was): if it was, keeps the states it wrote; if it was not, takes the
+    /// tree back to before it. Returns whether it was written.
+    fn settle(&mut self, written: Option<bool>) -> bool {
         let Some(flight) = self.in_flight.take() else {
             return true;
         };
-        let written = self.outcomes.recv().unwrap_or(false);
+        let written = written.unwrap_or_else(|| self.outcomes.blocking_recv().unwrap_or(false));
         if written {
             // The commit thread has let go of the group by now, so this does not copy.
             let states = Arc::try_unwrap(flight.changes)
@@ -316,34 +360,71 @@ impl Writer {
         written
     }
 
-    /// Stages every submission of the group on top of the tree staged so far and of
-    /// `before`, the group still being written, if any.
+    /// Stages every submission of the group again, on the store alone: the group it was
+    /// staged on was not written.
     fn stage(
         &self,
         jobs: &[Job],
         now: DateTime<Utc>,
-        before: Option<&Changes>,
     ) -> Result<(Outcomes, Frontier, Staged), StoreError> {
-        self.store.space.admit()?;
         let mut group = Group::new(
             &self.store,
             &self.keyring,
             self.frontier.clone(),
             now,
-            before,
+            None,
             &self.recent,
         );
-        let mut outcomes = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            let mut job_outcomes = Vec::with_capacity(job.submissions.len());
-            for submission in &job.submissions {
-                job_outcomes.push(group.apply(&job.actor, submission)?);
-            }
-            outcomes.push(job_outcomes);
-        }
+        let outcomes = jobs
+            .iter()
+            .map(|job| stage_job(&mut group, job))
+            .collect::<Result<_, _>>()?;
         let (frontier, staged) = group.finish()?;
         Ok((outcomes, frontier, staged))
     }
+}
+
+/// Stages each submission of `job` into `group`, in order.
+fn stage_job(
+    group: &mut Group<'_>,
+    job: &Job,
+) -> Result<Vec<Result<Pending, AppendError>>, StoreError> {
+    job.submissions
+        .iter()
+        .map(|submission| group.apply(&job.actor, submission))
+        .collect()
+}
+
+/// Whether `job` executes an erasure.
+fn erases(job: &Job) -> bool {
+    job.submissions
+        .iter()
+        .any(|s| matches!(s.event.kind, EventKind::ErasureExecuted { .. }))
+}
+
+/// What the writer waits for while a group is being written.
+enum Arrival {
+    /// An append to stage.
+    Job(Job),
+    /// The group being written was written (`true`) or not.
+    Written(bool),
+    /// Nothing more will arrive.
+    Closed,
+}
+
+/// Blocks until the group being written is settled or a job arrives; the first wins.
+fn next_arrival(
+    queue: &mut mpsc::Receiver<Job>,
+    outcomes: &mut mpsc::UnboundedReceiver<bool>,
+) -> Arrival {
+    futures::executor::block_on(std::future::poll_fn(|cx| {
+        if let Poll::Ready(written) = outcomes.poll_recv(cx) {
+            return Poll::Ready(Arrival::Written(written.unwrap_or(false)));
+        }
+        queue
+            .poll_recv(cx)
+            .map(|job| job.map_or(Arrival::Closed, Arrival::Job))
+    }))
 }
 
 impl Commit {
@@ -379,16 +460,21 @@ impl Commit {
 
 /// Takes the jobs waiting in the queue into the group, up to [`MAX_GROUP_EVENTS`].
 fn gather(queue: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>) {
-    let mut events: usize = jobs.iter().map(|job| job.submissions.len()).sum();
-    while events < MAX_GROUP_EVENTS {
+    let mut taken = events(jobs);
+    while taken < MAX_GROUP_EVENTS {
         match queue.try_recv() {
             Ok(job) => {
-                events += job.submissions.len();
+                taken += job.submissions.len();
                 jobs.push(job);
             }
             Err(_) => break,
         }
     }
+}
+
+/// The events of `jobs`.
+fn events(jobs: &[Job]) -> usize {
+    jobs.iter().map(|job| job.submissions.len()).sum()
 }
 
 /// Answers every caller of a group that was not written.
@@ -1374,55 +1460,190 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_group_staged_on_one_that_failed_is_staged_again_without_it() {
-        let ledger = Ledger::new();
-        let (jobs, queue) = mpsc::channel(4);
-        let (handoff, commits) = std::sync::mpsc::sync_channel::<Commit>(0);
-        let (report, outcomes) = std::sync::mpsc::sync_channel::<bool>(1);
-        let mut writer = Writer {
-            store: ledger.store.clone(),
-            keyring: Arc::new(Keyring::new(&MasterKey::from_bytes([7; 32]))),
-            frontier: ledger.store.frontier(0).unwrap(),
-            last_recorded_at: None,
-            handoff,
-            outcomes,
-            in_flight: None,
-            recent: RecentStates::default(),
-        };
-        let writing = std::thread::spawn(move || writer.run(queue));
-        // (Bounded, so that a group the writer never hands over fails the test.)
-        let handed = || {
-            commits
-                .recv_timeout(std::time::Duration::from_secs(10))
-                .unwrap()
-        };
-        let send = |submission: Submission| {
+    /// A writer on its own thread, with the test as its commit thread.
+    struct Harness {
+        jobs: mpsc::Sender<Job>,
+        commits: std::sync::mpsc::Receiver<Commit>,
+        report: mpsc::UnboundedSender<bool>,
+        writing: std::thread::JoinHandle<()>,
+    }
+
+    impl Harness {
+        fn start(ledger: &Ledger) -> Self {
+            let (jobs, queue) = mpsc::channel(4);
+            let (handoff, commits) = std::sync::mpsc::sync_channel::<Commit>(0);
+            let (report, outcomes) = mpsc::unbounded_channel::<bool>();
+            let mut writer = Writer {
+                store: ledger.store.clone(),
+                keyring: Arc::new(Keyring::new(&MasterKey::from_bytes([7; 32]))),
+                frontier: ledger.store.frontier(0).unwrap(),
+                last_recorded_at: None,
+                handoff,
+                outcomes,
+                in_flight: None,
+                recent: RecentStates::default(),
+            };
+            let writing = std::thread::spawn(move || writer.run(queue));
+            Self {
+                jobs,
+                commits,
+                report,
+                writing,
+            }
+        }
+
+        fn send(&self, submissions: Vec<Submission>) -> oneshot::Receiver<GroupResult> {
             let (reply, answer) = oneshot::channel();
             let job = Job {
                 actor: "test".into(),
-                submissions: vec![submission],
+                submissions,
                 reply,
             };
-            jobs.blocking_send(job).unwrap();
+            self.jobs.blocking_send(job).unwrap();
             answer
-        };
+        }
+
+        /// The next group handed over (bounded, so that a group the writer never hands
+        /// over fails the test).
+        fn handed(&self) -> Commit {
+            self.commits
+                .recv_timeout(std::time::Duration::from_secs(10))
+                .unwrap()
+        }
+
+        /// Writes `commit` and tells the writer how that went.
+        fn write(&self, commit: Commit, ledger: &Ledger) {
+            self.report.send(commit.write(&ledger.store)).unwrap();
+        }
+
+        /// Fails `commit` and tells the writer.
+        fn fail(&self, commit: Commit, ledger: &Ledger) {
+            fail(
+                &ledger.store,
+                commit.jobs,
+                &StoreError::Corrupt("injected".into()),
+            );
+            self.report.send(false).unwrap();
+        }
+
+        /// Waits until the writer has taken every job sent from the queue (bounded, so
+        /// that a writer that leaves them there fails the test).
+        fn taken(&self) {
+            let started = std::time::Instant::now();
+            while self.jobs.capacity() < self.jobs.max_capacity() {
+                assert!(
+                    started.elapsed() < std::time::Duration::from_secs(10),
+                    "the writer left jobs in its queue"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+
+        fn stop(self) {
+            drop(self.jobs);
+            self.writing.join().unwrap();
+        }
+    }
+
+    fn first_receipt(answer: oneshot::Receiver<GroupResult>) -> Receipt {
+        answer.blocking_recv().unwrap().unwrap().remove(0).unwrap()
+    }
+
+    #[test]
+    fn a_large_group_takes_in_what_arrives_while_the_one_before_is_written() {
+        let ledger = Ledger::new();
+        let writer = Harness::start(&ledger);
+        let registering = writer.send(vec![registered("a")]);
+        let in_flight = writer.handed();
+        // A group large enough to be staged on top of the one being written...
+        let many = (0..PIPELINED_EVENTS)
+            .map(|i| registered(&format!("b{i}")))
+            .collect();
+        let large = writer.send(many);
+        // (Sent once the writer has gathered what was queued with it, which it does the
+        // moment it takes it: a job queued by then would join it from the start.)
+        writer.taken();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        // ...takes in a job that arrives meanwhile (a consent that follows the registration
+        // being written), but not an erasure, which waits for a group staged on the store.
+        let granting = writer.send(vec![granted("a", "")]);
+        let erasing = writer.send(vec![Submission {
+            event: Event {
+                contact_id: ContactId::parse("contact_id", "a").unwrap(),
+                idempotency_key: None,
+                occurred_at: None,
+                kind: EventKind::ErasureExecuted {
+                    request_id: None,
+                    reason: "test".into(),
+                },
+            },
+            personal: None,
+            entropy: None,
+        }]);
+        writer.taken();
+        writer.write(in_flight, &ledger);
+        let next = writer.handed();
+        assert_eq!(
+            next.jobs
+                .iter()
+                .map(|job| job.submissions.len())
+                .collect::<Vec<_>>(),
+            [PIPELINED_EVENTS, 1]
+        );
+        writer.write(next, &ledger);
+        let erasure = writer.handed();
+        assert_eq!(erasure.jobs.len(), 1);
+        writer.write(erasure, &ledger);
+
+        assert_eq!(first_receipt(registering).seq, 1);
+        assert!(large
+            .blocking_recv()
+            .unwrap()
+            .unwrap()
+            .iter()
+            .all(Result::is_ok));
+        let granted = first_receipt(granting);
+        assert_eq!(
+            (granted.seq, granted.contact_seq),
+            (PIPELINED_EVENTS as u64 + 2, 2)
+        );
+        let erased = first_receipt(erasing);
+        assert_eq!(
+            (erased.seq, erased.contact_seq),
+            (PIPELINED_EVENTS as u64 + 3, 3)
+        );
+        writer.stop();
+        let a = ContactId::parse("contact_id", "a").unwrap();
+        assert!(ledger
+            .store
+            .contact_state(&a)
+            .unwrap()
+            .unwrap()
+            .erased
+            .is_some());
+        let report = ledger
+            .store
+            .verify_ledger(None, None, &mut |_, _| true)
+            .unwrap();
+        assert!(report.is_ok(), "{report:?}");
+    }
+
+    #[test]
+    fn a_group_staged_on_one_that_failed_is_staged_again_without_it() {
+        let ledger = Ledger::new();
+        let writer = Harness::start(&ledger);
+        let send = |submission: Submission| writer.send(vec![submission]);
 
         // The first group is handed over; the second, a consent for the contact the first
         // registers, is staged on top of it while it is "being written".
         let registering = send(registered("a"));
-        let first = handed();
+        let first = writer.handed();
         let granting = send(granted("a", ""));
         // The first is not written.
-        fail(
-            &ledger.store,
-            first.jobs,
-            &StoreError::Corrupt("injected".into()),
-        );
-        report.send(false).unwrap();
+        writer.fail(first, &ledger);
         // So the second is staged again on the store alone, where "a" does not exist.
-        let second = handed();
-        report.send(second.write(&ledger.store)).unwrap();
+        let second = writer.handed();
+        writer.write(second, &ledger);
         assert!(registering.blocking_recv().unwrap().is_err());
         let refused = granting.blocking_recv().unwrap().unwrap();
         assert!(matches!(
@@ -1431,30 +1652,20 @@ mod tests {
         ));
         // The tree went back to before the failed group: the next entry is seq 1.
         let registering = send(registered("a"));
-        let third = handed();
-        report.send(third.write(&ledger.store)).unwrap();
-        let receipt = registering
-            .blocking_recv()
-            .unwrap()
-            .unwrap()
-            .remove(0)
-            .unwrap();
+        let third = writer.handed();
+        writer.write(third, &ledger);
+        let receipt = first_receipt(registering);
         assert_eq!((receipt.seq, receipt.tree_size), (1, 1));
 
         // Contact states the writer keeps once written: a consent that is written, then one
         // that is not, then another. The last follows the first, not the one that failed.
         let grant = |write: bool| {
             let answer = send(granted("a", ""));
-            let commit = handed();
+            let commit = writer.handed();
             if write {
-                report.send(commit.write(&ledger.store)).unwrap();
+                writer.write(commit, &ledger);
             } else {
-                fail(
-                    &ledger.store,
-                    commit.jobs,
-                    &StoreError::Corrupt("injected".into()),
-                );
-                report.send(false).unwrap();
+                writer.fail(commit, &ledger);
             }
             answer
                 .blocking_recv()
@@ -1465,8 +1676,7 @@ mod tests {
         assert!(grant(false).is_err());
         let last = grant(true).unwrap();
         assert_eq!((written.contact_seq, last.contact_seq, last.seq), (2, 3, 3));
-        drop(jobs);
-        writing.join().unwrap();
+        writer.stop();
         assert_eq!(ledger.store.tree_head().unwrap().size, 3);
         let report = ledger
             .store
