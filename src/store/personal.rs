@@ -167,7 +167,7 @@ pub(super) fn decode_record(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::sync::Arc;
 
     use super::*;
@@ -202,7 +202,8 @@ mod tests {
         }
     }
 
-    fn erasure(contact: &ContactId) -> Submission {
+    /// An erasure of `contact`'s personal data, with no request behind it.
+    pub(in crate::store) fn erasure(contact: &ContactId) -> Submission {
         Submission {
             event: Event {
                 contact_id: contact.clone(),

@@ -1567,19 +1567,8 @@ mod tests {
         // ...takes in a job that arrives meanwhile (a consent that follows the registration
         // being written), but not an erasure, which waits for a group staged on the store.
         let granting = writer.send(vec![granted("a", "")]);
-        let erasing = writer.send(vec![Submission {
-            event: Event {
-                contact_id: ContactId::parse("contact_id", "a").unwrap(),
-                idempotency_key: None,
-                occurred_at: None,
-                kind: EventKind::ErasureExecuted {
-                    request_id: None,
-                    reason: "test".into(),
-                },
-            },
-            personal: None,
-            entropy: None,
-        }]);
+        let a = ContactId::parse("contact_id", "a").unwrap();
+        let erasing = writer.send(vec![crate::store::personal::tests::erasure(&a)]);
         writer.taken();
         writer.write(in_flight, &ledger);
         let next = writer.handed();
