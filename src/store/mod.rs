@@ -152,6 +152,8 @@ fn decode_state<T: StateRecord>(contact: &ContactId, bytes: &[u8]) -> Result<T, 
 
 /// Size of the block cache shared by every column family, unless configured.
 pub const DEFAULT_BLOCK_CACHE_BYTES: usize = 256 << 20;
+/// Write-ahead log kept before the families holding its oldest file are flushed.
+const MAX_TOTAL_WAL_BYTES: u64 = 512 << 20;
 
 /// Families read by key (rather than scanned): they get bloom filters, in their table files
 /// and in their memtables.
@@ -217,6 +219,12 @@ impl Store {
         // silently losing what follows it.
         options.set_wal_recovery_mode(rocksdb::DBRecoveryMode::TolerateCorruptedTailRecords);
         options.increase_parallelism(2);
+        // Every group writes the `meta` family, whose memtable barely grows, so without a
+        // bound each log file stays until RocksDB's own default (four times every family's
+        // memtables, gigabytes here) forces a flush: two gigabytes of log after a few
+        // seconds of batched appends, all read again at the next start. Past this much
+        // log the families holding the oldest file are flushed and it is deleted.
+        options.set_max_total_wal_size(MAX_TOTAL_WAL_BYTES);
         // One block cache for every family, large enough that the contact states and
         // recent entries a busy server reads stay in memory (`Check` answers inline only
         // from memory), and bloom filters where lookups are by key.
