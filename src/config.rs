@@ -137,7 +137,7 @@ impl Default for ServeConfig {
             checkpoint_key: None,
             log_origin: None,
             checkpoint_interval: Duration::from_secs(1),
-            block_cache_bytes: crate::store::DEFAULT_BLOCK_CACHE_BYTES,
+            block_cache_bytes: crate::store::default_block_cache_bytes(),
             grpc_threads: default_grpc_threads(),
             policy_file: None,
             master_key: MasterKeySource::DataDir,

@@ -23,6 +23,7 @@ pub mod config;
 pub mod crypto;
 pub mod keyfile;
 pub mod ledger;
+pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod policy;

@@ -1017,7 +1017,9 @@ struct ServeArgs {
     #[arg(long, env = "CONSENT_LEDGER_CHECKPOINT_INTERVAL_MS")]
     checkpoint_interval_ms: Option<u64>,
     /// RocksDB block cache, in MiB, shared by every column family. `Check` answers inline
-    /// only from memory: size it to hold the contact states it reads [default: 256].
+    /// only from memory: size it to hold the contact states it reads [default: a quarter
+    /// of the memory the server may use (its cgroup's limit, else the machine's), at least
+    /// 64].
     #[arg(long, env = "CONSENT_LEDGER_BLOCK_CACHE_MIB")]
     block_cache_mib: Option<u64>,
     /// Threads serving gRPC; each takes its share of the connections and serves them

@@ -141,7 +141,12 @@ pub async fn run(
                 other => store_error(other),
             })?;
     let head = store.tree_head().map_err(store_error)?;
-    tracing::info!(tree_size = head.size, root = %hex::encode(head.root), "ledger opened");
+    tracing::info!(
+        tree_size = head.size,
+        root = %hex::encode(head.root),
+        block_cache_mib = block_cache_bytes >> 20,
+        "ledger opened"
+    );
     let (key_path, create_key) = match &config.checkpoint_key {
         Some(path) => (path.clone(), false),
         None => (config.data_dir.join(CHECKPOINT_KEY_FILE), true),

@@ -76,8 +76,7 @@ mod metrics {
             "consent_ledger_tree_size 6",
             "consent_ledger_open_requests{kind=\"access\",regime=\"gdpr\"} 1",
             "consent_ledger_overdue_requests{kind=\"access\",regime=\"gdpr\"} 1",
-            // The storage engine: the default 256 MiB cache, nothing stopped.
-            "consent_ledger_storage_block_cache_capacity_bytes 268435456",
+            // The storage engine: nothing stopped.
             "consent_ledger_storage_writes_stopped 0",
             "consent_ledger_storage_pending_compaction_bytes ",
             "consent_ledger_storage_running_compactions ",
@@ -88,6 +87,15 @@ mod metrics {
                 "missing {expected:?} in\n{response}"
             );
         }
+        // The default cache: a quarter of the memory the server may use.
+        let capacity = format!(
+            "consent_ledger_storage_block_cache_capacity_bytes {}\n",
+            consent_ledger::store::default_block_cache_bytes()
+        );
+        assert!(
+            response.contains(&capacity),
+            "missing {capacity:?} in\n{response}"
+        );
         // What was appended sits in the memtables.
         let memtables: u64 = response
             .lines()

@@ -150,8 +150,17 @@ fn decode_state<T: StateRecord>(contact: &ContactId, bytes: &[u8]) -> Result<T, 
         .map_err(|e| StoreError::Corrupt(format!("state of {contact}: {e}")))
 }
 
-/// Size of the block cache shared by every column family, unless configured.
-pub const DEFAULT_BLOCK_CACHE_BYTES: usize = 256 << 20;
+/// Size of the block cache shared by every column family, unless configured: a quarter of
+/// the memory the process may use (its control group's limit, else the machine's: see
+/// [`crate::memory::available`]), at least 64 MiB; 256 MiB where that cannot be read.
+/// The cache takes memory only as blocks are read into it.
+pub fn default_block_cache_bytes() -> usize {
+    crate::memory::available().map_or(256 << 20, |bytes| {
+        usize::try_from(bytes / 4)
+            .unwrap_or(usize::MAX)
+            .max(64 << 20)
+    })
+}
 /// Write-ahead log kept before the families holding its oldest file are flushed.
 const MAX_TOTAL_WAL_BYTES: u64 = 512 << 20;
 
@@ -204,7 +213,7 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the ledger in `path`, with the default block cache.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        Self::open_with_cache(path, DEFAULT_BLOCK_CACHE_BYTES)
+        Self::open_with_cache(path, default_block_cache_bytes())
     }
 
     /// Opens (or creates) the ledger in `path`, with a block cache of
@@ -230,10 +239,11 @@ impl Store {
         // from memory), and bloom filters where lookups are by key.
         //
         // A HyperClockCache: lookups take no lock (an LRU cache's shard mutex and list
-        // upkeep were about 3% of a `Screen`'s CPU). Its table is sized for entries of
-        // about 4 KiB, the contact states' block size and the smallest data block here;
-        // the larger blocks of the scanned families only leave slots free.
-        let cache = rocksdb::Cache::new_hyper_clock_cache(block_cache_bytes, 4 << 10);
+        // upkeep were about 3% of a `Screen`'s CPU). Its automatic variant (no estimated
+        // entry size) grows its table as blocks come in: the variant sized up front fills
+        // a table for the whole capacity when the cache is made, 250 MB resident at
+        // startup for a 6 GiB cache.
+        let cache = rocksdb::Cache::new_hyper_clock_cache(block_cache_bytes, 0);
         let families = keys::ALL.iter().map(|name| {
             let mut table = rocksdb::BlockBasedOptions::default();
             table.set_block_cache(&cache);
