@@ -9,8 +9,10 @@
 # PostgreSQL runs with its durable defaults (fsync, synchronous_commit = on) plus the
 # tuning any team would do (shared_buffers, max_wal_size); pgbench drives it with prepared
 # statements. consent-ledger is driven by `consent-ledger bench`, its own gRPC client.
-# Both get the same client counts, warm-up and measured period. Results (JSON and pgbench
-# output) go to $OUT; the table and the ratios are printed at the end.
+# Both get the same client counts, warm-up and measured period. consent-ledger alone is
+# also measured on `bench ping` (health checks at the unary appends' concurrency: what any
+# unary call reaches here, its transport's ceiling), `Screen` and `VerifyLedger`. Results
+# (JSON and pgbench output) go to $OUT; the table and the ratios are printed at the end.
 #
 #   benches/compare.sh                          # 20 s per measure, 100,000 seeded contacts
 #   DURATION=10 CONTACTS=20000 benches/compare.sh
@@ -140,6 +142,9 @@ await_listening "$WORK/server.out"
 ours() { "${LOAD_CPU[@]}" "$BIN" bench "$@" --server "$URL" --json; }
 field() { json_number "$OUT/$1" "$2"; }
 
+log "consent-ledger: the transport's ceiling, health checks at $APPEND_CLIENTS in flight"
+ours ping --concurrency "$APPEND_CLIENTS" --connections 4 --warmup "$WARMUP" \
+    --duration "$DURATION" >"$OUT/ours-ping.json"
 log "consent-ledger: durable appends, $APPEND_CLIENTS in flight"
 ours append --concurrency "$APPEND_CLIENTS" --connections 4 --warmup "$WARMUP" \
     --duration "$DURATION" >"$OUT/ours-append.json"
@@ -184,6 +189,9 @@ OURS_CHECK=$(field ours-check.json events_per_sec)
         "(brief: $(field ours-screen-brief.json contacts_per_sec | xargs printf '%.0f')/s);" \
         "VerifyLedger $(field ours-verify.json entries_per_sec | xargs printf '%.0f') entries/s" \
         "(raw SHA-256 of the same bytes: $(field ours-verify.json raw_sha256_entries_per_sec | xargs printf '%.0f')/s)"
+    echo "the transport's ceiling: $(field ours-ping.json events_per_sec | xargs printf '%.0f') health checks/s," \
+        "$APPEND_CLIENTS clients (a unary call with no work behind it; $(ratio "$(field ours-ping.json events_per_sec)" "$PG_APPEND")" \
+        "PostgreSQL's unary appends)"
     echo "(units: appends and events per second; Check counts decisions, PostgreSQL point reads)"
 } | tee "$OUT/table.md"
 echo "results in $OUT" >&2

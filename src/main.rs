@@ -829,6 +829,30 @@ enum BenchCommand {
         #[command(flatten)]
         server: Server,
     },
+    /// The transport's ceiling: the gRPC health check, a unary call with no work behind
+    /// it, at fixed concurrency. No unary `Append` or `Check` can run faster on this
+    /// server, machine and connection count.
+    ///
+    /// Example: consent-ledger bench ping --concurrency 64 --connections 4 --duration 10
+    Ping {
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// HTTP/2 connections shared by the requests.
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        /// Unmeasured warm-up, in seconds.
+        #[arg(long, default_value_t = 2)]
+        warmup: u64,
+        /// Measured period, in seconds.
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        /// Print the result as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: Server,
+    },
     /// Full verification of the ledger (VerifyLedger) next to raw SHA-256 of the same
     /// bytes here, and the latency of random inclusion and consistency proofs.
     ///
@@ -1696,6 +1720,28 @@ async fn bench(command: BenchCommand) -> anyhow::Result<()> {
                 connections,
                 batch,
                 contacts_per_worker,
+                warmup: Duration::from_secs(warmup),
+                duration: Duration::from_secs(duration),
+            })
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{}", report.table());
+            }
+        }
+        BenchCommand::Ping {
+            concurrency,
+            connections,
+            warmup,
+            duration,
+            json,
+            server,
+        } => {
+            let report = cli::bench::run_ping(cli::bench::PingBench {
+                connection: server.connection(),
+                concurrency,
+                connections,
                 warmup: Duration::from_secs(warmup),
                 duration: Duration::from_secs(duration),
             })

@@ -17,6 +17,9 @@ use super::{BearerToken, Client, EligibilityClient};
 use crate::proto::v1 as pb;
 use crate::proto::v1::eligibility_service_client::EligibilityServiceClient;
 use crate::proto::v1::ledger_service_client::LedgerServiceClient;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -40,9 +43,9 @@ pub struct AppendBench {
 /// Results of a run.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
-    /// `append`, `append-batch` or `check`.
+    /// `append`, `append-batch`, `check` or `ping`.
     pub workload: String,
-    /// What `events` counts: `event` (appended) or `decision` (made).
+    /// What `events` counts: `event` (appended), `decision` (made) or `call` (answered).
     pub unit: String,
     /// Requests in flight (at most, with a fixed rate).
     pub concurrency: usize,
@@ -83,6 +86,40 @@ pub struct BenchReport {
 }
 
 impl BenchReport {
+    /// The report of a run with (requests in flight, connections, events per request),
+    /// from its histogram; the contacts and the fixed rate are left unset.
+    fn new(
+        workload: &str,
+        unit: &str,
+        (concurrency, connections, batch): (usize, usize, usize),
+        histogram: &Histogram<u64>,
+        seconds: f64,
+        errors: u64,
+    ) -> Self {
+        let requests = histogram.len();
+        let events = requests * batch as u64;
+        Self {
+            workload: workload.into(),
+            unit: unit.into(),
+            concurrency,
+            connections,
+            batch,
+            contacts: None,
+            target_rate: None,
+            seconds,
+            requests,
+            events,
+            errors,
+            requests_per_sec: requests as f64 / seconds,
+            events_per_sec: events as f64 / seconds,
+            p50_us: histogram.value_at_quantile(0.5),
+            p90_us: histogram.value_at_quantile(0.9),
+            p99_us: histogram.value_at_quantile(0.99),
+            p999_us: histogram.value_at_quantile(0.999),
+            max_us: histogram.max(),
+        }
+    }
+
     /// A human-readable table.
     pub fn table(&self) -> String {
         let unit = &self.unit;
@@ -128,57 +165,141 @@ pub async fn run_append(bench: AppendBench) -> anyhow::Result<BenchReport> {
     let token = BearerToken::new(bench.connection.token.as_deref())?;
     // Contact ids unique to this run, so runs can repeat against the same ledger.
     let run = format!("{:x}", chrono::Utc::now().timestamp_micros());
-    let measuring = Arc::new(AtomicBool::new(false));
-    let stop = Arc::new(AtomicBool::new(false));
-    let errors = Arc::new(AtomicU64::new(0));
+    let timeline = ClosedLoop::default();
     let mut workers = Vec::with_capacity(bench.concurrency);
     for worker in 0..bench.concurrency {
         let prefix = format!("bench-{run}-{worker}");
-        let (bench, token) = (bench.clone(), token.clone());
-        let (measuring, stop, errors) = (measuring.clone(), stop.clone(), errors.clone());
+        let (bench, token, timeline) = (bench.clone(), token.clone(), timeline.clone());
         workers.push(lanes.spawn(worker, move |channel| {
             let client = LedgerServiceClient::with_interceptor(channel, token);
-            append_worker(client, prefix, bench, measuring, stop, errors)
+            append_worker(client, prefix, bench, timeline)
         }));
     }
-    tokio::time::sleep(bench.warmup).await;
-    errors.store(0, Ordering::Relaxed);
-    measuring.store(true, Ordering::Release);
-    let started = Instant::now();
-    tokio::time::sleep(bench.duration).await;
-    stop.store(true, Ordering::Release);
-    let seconds = started.elapsed().as_secs_f64();
+    let seconds = timeline.run(bench.warmup, bench.duration).await;
     let mut histogram = new_histogram();
     for worker in workers {
         histogram.add(worker.await?)?;
     }
-    let requests = histogram.len();
-    let events = requests * bench.batch as u64;
-    Ok(BenchReport {
-        workload: if bench.batch == 1 {
-            "append"
-        } else {
-            "append-batch"
-        }
-        .into(),
-        unit: "event".into(),
-        concurrency: bench.concurrency,
-        connections: bench.connections,
-        batch: bench.batch,
-        contacts: None,
-        target_rate: None,
+    let workload = if bench.batch == 1 {
+        "append"
+    } else {
+        "append-batch"
+    };
+    Ok(BenchReport::new(
+        workload,
+        "event",
+        (bench.concurrency, bench.connections, bench.batch),
+        &histogram,
         seconds,
-        requests,
-        events,
-        errors: errors.load(Ordering::Relaxed),
-        requests_per_sec: requests as f64 / seconds,
-        events_per_sec: events as f64 / seconds,
-        p50_us: histogram.value_at_quantile(0.5),
-        p90_us: histogram.value_at_quantile(0.9),
-        p99_us: histogram.value_at_quantile(0.99),
-        p999_us: histogram.value_at_quantile(0.999),
-        max_us: histogram.max(),
-    })
+        timeline.errors(),
+    ))
+}
+
+/// What to run: the gRPC health check (`grpc.health.v1.Health/Check`) at fixed
+/// concurrency. It has no work behind it (no storage, no decision), so its rate is what
+/// any unary call can reach on this server, connection count and machine: the ceiling
+/// of unary `Append` and `Check` before either does anything of its own.
+#[derive(Debug, Clone)]
+pub struct PingBench {
+    /// The server, and credentials (the health service needs none).
+    pub connection: super::Connection,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// HTTP/2 connections the requests share.
+    pub connections: usize,
+    /// Unmeasured period first.
+    pub warmup: Duration,
+    /// Measured period.
+    pub duration: Duration,
+}
+
+/// Runs the health-check benchmark against a running server.
+pub async fn run_ping(bench: PingBench) -> anyhow::Result<BenchReport> {
+    anyhow::ensure!(
+        bench.concurrency > 0 && bench.connections > 0,
+        "concurrency and connections must be at least 1"
+    );
+    let lanes = Lanes::connect(&bench.connection, bench.connections).await?;
+    let token = BearerToken::new(bench.connection.token.as_deref())?;
+    let timeline = ClosedLoop::default();
+    let mut workers = Vec::with_capacity(bench.concurrency);
+    for worker in 0..bench.concurrency {
+        let (token, timeline) = (token.clone(), timeline.clone());
+        workers.push(lanes.spawn(worker, move |channel| async move {
+            let mut client = HealthClient::with_interceptor(channel, token);
+            let mut histogram = new_histogram();
+            while timeline.running() {
+                let started = Instant::now();
+                let ok = client
+                    .check(HealthCheckRequest {
+                        service: String::new(),
+                    })
+                    .await
+                    .is_ok_and(|r| r.into_inner().status == ServingStatus::Serving as i32);
+                timeline.record(&mut histogram, started, ok);
+            }
+            histogram
+        }));
+    }
+    let seconds = timeline.run(bench.warmup, bench.duration).await;
+    let mut histogram = new_histogram();
+    for worker in workers {
+        histogram.add(worker.await?)?;
+    }
+    Ok(BenchReport::new(
+        "ping",
+        "call",
+        (bench.concurrency, bench.connections, 1),
+        &histogram,
+        seconds,
+        timeline.errors(),
+    ))
+}
+
+/// The timeline of a closed-loop run, shared by its workers: each sends its next request
+/// as soon as the last completes, records nothing during the warm-up, and stops at the
+/// end of the measured period.
+#[derive(Debug, Clone, Default)]
+struct ClosedLoop {
+    measuring: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    errors: Arc<AtomicU64>,
+}
+
+impl ClosedLoop {
+    /// Whether workers should send another request.
+    fn running(&self) -> bool {
+        !self.stop.load(Ordering::Acquire)
+    }
+
+    /// Records a request sent at `started` that has just completed (`ok`) or failed,
+    /// if it completed within the measured period.
+    fn record(&self, histogram: &mut Histogram<u64>, started: Instant, ok: bool) {
+        let elapsed = started.elapsed().as_micros() as u64;
+        if self.measuring.load(Ordering::Acquire) && self.running() {
+            if ok {
+                let _ = histogram.record(elapsed.max(1));
+            } else {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Waits out the warm-up and the measured period; returns the measured seconds.
+    async fn run(&self, warmup: Duration, duration: Duration) -> f64 {
+        tokio::time::sleep(warmup).await;
+        self.errors.store(0, Ordering::Relaxed);
+        self.measuring.store(true, Ordering::Release);
+        let started = Instant::now();
+        tokio::time::sleep(duration).await;
+        self.stop.store(true, Ordering::Release);
+        started.elapsed().as_secs_f64()
+    }
+
+    /// Requests that failed in the measured period.
+    fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
 }
 
 /// The load generator's connections, each served by a thread of its own with a
@@ -254,14 +375,12 @@ async fn append_worker(
     mut client: Client,
     prefix: String,
     bench: AppendBench,
-    measuring: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
-    errors: Arc<AtomicU64>,
+    timeline: ClosedLoop,
 ) -> Histogram<u64> {
     let mut histogram = new_histogram();
     let mut next = 0usize;
     let contacts = bench.contacts_per_worker.max(1);
-    while !stop.load(Ordering::Acquire) {
+    while timeline.running() {
         let events: Vec<pb::Event> = (0..bench.batch)
             .map(|_| {
                 let n = next;
@@ -285,14 +404,7 @@ async fn append_worker(
                 })
                 .unwrap_or(false)
         };
-        let elapsed = started.elapsed().as_micros() as u64;
-        if measuring.load(Ordering::Acquire) && !stop.load(Ordering::Acquire) {
-            if ok {
-                let _ = histogram.record(elapsed.max(1));
-            } else {
-                errors.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        timeline.record(&mut histogram, started, ok);
     }
     histogram
 }
@@ -1010,10 +1122,7 @@ pub struct CheckBench {
 #[derive(Debug, Clone)]
 enum Pace {
     /// Each worker sends its next request as soon as the last one completes.
-    Closed {
-        measuring: Arc<AtomicBool>,
-        stop: Arc<AtomicBool>,
-    },
+    Closed(ClosedLoop),
     /// Requests at fixed intervals, shared by the workers.
     Fixed(Arc<Schedule>),
 }
@@ -1083,10 +1192,7 @@ pub async fn run_check(bench: CheckBench) -> anyhow::Result<BenchReport> {
     let contacts = bench.population.contacts;
     let errors = Arc::new(AtomicU64::new(0));
     let pace = match bench.rate {
-        None => Pace::Closed {
-            measuring: Arc::new(AtomicBool::new(false)),
-            stop: Arc::new(AtomicBool::new(false)),
-        },
+        None => Pace::Closed(ClosedLoop::default()),
         Some(rate) => {
             let start = Instant::now();
             let measure_from = start + bench.warmup;
@@ -1113,15 +1219,7 @@ pub async fn run_check(bench: CheckBench) -> anyhow::Result<BenchReport> {
         }));
     }
     let closed_seconds = match &pace {
-        Pace::Closed { measuring, stop } => {
-            tokio::time::sleep(bench.warmup).await;
-            errors.store(0, Ordering::Relaxed);
-            measuring.store(true, Ordering::Release);
-            let started = Instant::now();
-            tokio::time::sleep(bench.duration).await;
-            stop.store(true, Ordering::Release);
-            Some(started.elapsed().as_secs_f64())
-        }
+        Pace::Closed(timeline) => Some(timeline.run(bench.warmup, bench.duration).await),
         Pace::Fixed(_) => None,
     };
     let mut histogram = new_histogram();
@@ -1139,28 +1237,23 @@ pub async fn run_check(bench: CheckBench) -> anyhow::Result<BenchReport> {
             .map_or(schedule.end, |done| done.max(schedule.end))
             .duration_since(schedule.measure_from)
             .as_secs_f64(),
-        (Pace::Closed { .. }, None) => bench.duration.as_secs_f64(),
+        (Pace::Closed(_), None) => bench.duration.as_secs_f64(),
     };
-    let requests = histogram.len();
+    let errors = match &pace {
+        Pace::Closed(timeline) => timeline.errors(),
+        Pace::Fixed(_) => errors.load(Ordering::Relaxed),
+    };
     Ok(BenchReport {
-        workload: "check".into(),
-        unit: "decision".into(),
-        concurrency: bench.concurrency,
-        connections: bench.connections,
-        batch: 1,
         contacts: Some(contacts),
         target_rate: bench.rate,
-        seconds,
-        requests,
-        events: requests,
-        errors: errors.load(Ordering::Relaxed),
-        requests_per_sec: requests as f64 / seconds,
-        events_per_sec: requests as f64 / seconds,
-        p50_us: histogram.value_at_quantile(0.5),
-        p90_us: histogram.value_at_quantile(0.9),
-        p99_us: histogram.value_at_quantile(0.99),
-        p999_us: histogram.value_at_quantile(0.999),
-        max_us: histogram.max(),
+        ..BenchReport::new(
+            "check",
+            "decision",
+            (bench.concurrency, bench.connections, 1),
+            &histogram,
+            seconds,
+            errors,
+        )
     })
 }
 
@@ -1175,19 +1268,12 @@ async fn check_worker(
     let mut histogram = new_histogram();
     let mut last_done = None;
     match pace {
-        Pace::Closed { measuring, stop } => {
-            while !stop.load(Ordering::Acquire) {
+        Pace::Closed(timeline) => {
+            while timeline.running() {
                 let request = picker.request();
                 let started = Instant::now();
                 let ok = client.check(request).await.is_ok();
-                let elapsed = started.elapsed().as_micros() as u64;
-                if measuring.load(Ordering::Acquire) && !stop.load(Ordering::Acquire) {
-                    if ok {
-                        let _ = histogram.record(elapsed.max(1));
-                    } else {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
+                timeline.record(&mut histogram, started, ok);
             }
         }
         Pace::Fixed(schedule) => {
