@@ -161,6 +161,7 @@ pub fn default_block_cache_bytes() -> usize {
             .max(64 << 20)
     })
 }
+
 /// Write-ahead log kept before the families holding its oldest file are flushed.
 const MAX_TOTAL_WAL_BYTES: u64 = 512 << 20;
 
