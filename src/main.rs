@@ -805,24 +805,14 @@ enum BenchCommand {
     ///
     /// Example: consent-ledger bench append --concurrency 64 --connections 4 --duration 10
     Append {
-        /// Requests in flight at once.
-        #[arg(long, default_value_t = 64)]
-        concurrency: usize,
-        /// HTTP/2 connections shared by the requests.
-        #[arg(long, default_value_t = 4)]
-        connections: usize,
+        #[command(flatten)]
+        load: ClosedLoad,
         /// Events per request (1 = unary Append).
         #[arg(long, default_value_t = 1)]
         batch: usize,
         /// Distinct contacts per in-flight request.
         #[arg(long, default_value_t = 100)]
         contacts_per_worker: usize,
-        /// Unmeasured warm-up, in seconds.
-        #[arg(long, default_value_t = 2)]
-        warmup: u64,
-        /// Measured period, in seconds.
-        #[arg(long, default_value_t = 10)]
-        duration: u64,
         /// Print the result as JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -835,18 +825,8 @@ enum BenchCommand {
     ///
     /// Example: consent-ledger bench ping --concurrency 64 --connections 4 --duration 10
     Ping {
-        /// Requests in flight at once.
-        #[arg(long, default_value_t = 64)]
-        concurrency: usize,
-        /// HTTP/2 connections shared by the requests.
-        #[arg(long, default_value_t = 4)]
-        connections: usize,
-        /// Unmeasured warm-up, in seconds.
-        #[arg(long, default_value_t = 2)]
-        warmup: u64,
-        /// Measured period, in seconds.
-        #[arg(long, default_value_t = 10)]
-        duration: u64,
+        #[command(flatten)]
+        load: ClosedLoad,
         /// Print the result as JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -1101,6 +1081,24 @@ impl ServeArgs {
             },
         }))
     }
+}
+
+/// A closed-loop load: how many requests in flight, over how many connections, for how
+/// long.
+#[derive(Debug, Args)]
+struct ClosedLoad {
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// HTTP/2 connections shared by the requests.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Unmeasured warm-up, in seconds.
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+    /// Measured period, in seconds.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
 }
 
 #[derive(Debug, Args)]
@@ -1702,55 +1700,47 @@ async fn ledger(command: LedgerCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Prints a load generator's report: as JSON, or as its human table.
+fn print_report(report: &impl serde::Serialize, table: String, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        println!("{table}");
+    }
+    Ok(())
+}
+
 async fn bench(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Append {
-            concurrency,
-            connections,
+            load,
             batch,
             contacts_per_worker,
-            warmup,
-            duration,
             json,
             server,
         } => {
             let report = cli::bench::run_append(cli::bench::AppendBench {
                 connection: server.connection(),
-                concurrency,
-                connections,
+                concurrency: load.concurrency,
+                connections: load.connections,
                 batch,
                 contacts_per_worker,
-                warmup: Duration::from_secs(warmup),
-                duration: Duration::from_secs(duration),
+                warmup: Duration::from_secs(load.warmup),
+                duration: Duration::from_secs(load.duration),
             })
             .await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                println!("{}", report.table());
-            }
+            print_report(&report, report.table(), json)?;
         }
-        BenchCommand::Ping {
-            concurrency,
-            connections,
-            warmup,
-            duration,
-            json,
-            server,
-        } => {
+        BenchCommand::Ping { load, json, server } => {
             let report = cli::bench::run_ping(cli::bench::PingBench {
                 connection: server.connection(),
-                concurrency,
-                connections,
-                warmup: Duration::from_secs(warmup),
-                duration: Duration::from_secs(duration),
+                concurrency: load.concurrency,
+                connections: load.connections,
+                warmup: Duration::from_secs(load.warmup),
+                duration: Duration::from_secs(load.duration),
             })
             .await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                println!("{}", report.table());
-            }
+            print_report(&report, report.table(), json)?;
         }
         BenchCommand::Verify {
             proofs,
@@ -1758,11 +1748,7 @@ async fn bench(command: BenchCommand) -> anyhow::Result<()> {
             server,
         } => {
             let report = cli::bench::run_verify(&server.connection(), proofs).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                println!("{}", report.table());
-            }
+            print_report(&report, report.table(), json)?;
         }
         BenchCommand::Check {
             concurrency,
@@ -1784,11 +1770,7 @@ async fn bench(command: BenchCommand) -> anyhow::Result<()> {
                 rate,
             })
             .await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                println!("{}", report.table());
-            }
+            print_report(&report, report.table(), json)?;
         }
         BenchCommand::Screen {
             population,
@@ -1804,11 +1786,7 @@ async fn bench(command: BenchCommand) -> anyhow::Result<()> {
                 brief,
             })
             .await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                println!("{}", report.table());
-            }
+            print_report(&report, report.table(), json)?;
         }
         BenchCommand::Seed {
             contacts,
@@ -1828,11 +1806,7 @@ async fn bench(command: BenchCommand) -> anyhow::Result<()> {
                 .prepare(&server.connection(), connections)
                 .await?;
             let report = report.ok_or_else(|| anyhow::anyhow!("the population was not seeded"))?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                println!("{}", report.line());
-            }
+            print_report(&report, report.line(), json)?;
         }
         BenchCommand::Decide {
             entries,
@@ -1843,11 +1817,7 @@ async fn bench(command: BenchCommand) -> anyhow::Result<()> {
                 entries,
                 iterations,
             })?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                println!("{}", report.table());
-            }
+            print_report(&report, report.table(), json)?;
         }
     }
     Ok(())
