@@ -12,14 +12,14 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use hdrhistogram::Histogram;
 use serde::Serialize;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
 
 use super::{BearerToken, Client, EligibilityClient};
 use crate::proto::v1 as pb;
 use crate::proto::v1::eligibility_service_client::EligibilityServiceClient;
 use crate::proto::v1::ledger_service_client::LedgerServiceClient;
-use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
 
 /// What to run.
 #[derive(Debug, Clone)]
