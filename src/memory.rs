@@ -1,7 +1,7 @@
 //! How much memory this process may use, so that caches can be sized to the machine or
 //! container the server runs in rather than to a constant.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The memory this process may use: the machine's (`MemTotal`), or less where a control
 /// group limits the process or one of the groups above it (a container's or a systemd
@@ -47,23 +47,17 @@ fn group_limit(
     path: &str,
     file: &str,
 ) -> Option<u64> {
-    let mut group = PathBuf::from(path.trim_start_matches('/'));
-    let mut lowest: Option<u64> = None;
-    loop {
-        let limit = read(&mount.join(&group).join(file)).and_then(|v| v.trim().parse().ok());
-        lowest = match (lowest, limit) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        if !group.pop() {
-            return lowest;
-        }
-    }
+    // `a/b` has the ancestors `a/b`, `a` and `` (the mount's root).
+    Path::new(path.trim_start_matches('/'))
+        .ancestors()
+        .filter_map(|group| read(&mount.join(group).join(file))?.trim().parse().ok())
+        .min()
 }
 
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+    use std::path::PathBuf;
 
     use super::*;
 
