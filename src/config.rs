@@ -43,6 +43,11 @@ impl Default for Limits {
 
 const MIB: u64 = 1024 * 1024;
 
+/// `mib` MiB in bytes, saturating.
+fn mib_to_bytes(mib: u64) -> usize {
+    usize::try_from(mib.saturating_mul(MIB)).unwrap_or(usize::MAX)
+}
+
 /// More gRPC threads than this is a typo, not a machine.
 const MAX_GRPC_THREADS: u64 = 1024;
 
@@ -93,6 +98,9 @@ pub struct ServeConfig {
     /// RocksDB block cache shared by every column family, in bytes. `Check` answers
     /// inline only from memory, so it should hold the contact states a busy server reads.
     pub block_cache_bytes: usize,
+    /// Decoded contact states kept in memory, in estimated bytes: `Check` and the writer
+    /// find a state here without reading the storage engine.
+    pub state_cache_bytes: usize,
     /// Threads serving gRPC, each with its own connections (see `server::run`).
     pub grpc_threads: usize,
     /// Policy pack to activate at start (if it is not already the active one). `None`
@@ -138,6 +146,7 @@ impl Default for ServeConfig {
             log_origin: None,
             checkpoint_interval: Duration::from_secs(1),
             block_cache_bytes: crate::store::default_block_cache_bytes(),
+            state_cache_bytes: crate::store::default_state_cache_bytes(),
             grpc_threads: default_grpc_threads(),
             policy_file: None,
             master_key: MasterKeySource::DataDir,
@@ -194,6 +203,9 @@ pub struct Settings {
     /// Block cache size, in MiB.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub block_cache_mib: Option<u64>,
+    /// Contact state cache size, in MiB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_cache_mib: Option<u64>,
     /// Threads serving gRPC.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grpc_threads: Option<u64>,
@@ -330,6 +342,7 @@ impl Settings {
             log_origin: over.log_origin.or(self.log_origin),
             checkpoint_interval_ms: over.checkpoint_interval_ms.or(self.checkpoint_interval_ms),
             block_cache_mib: over.block_cache_mib.or(self.block_cache_mib),
+            state_cache_mib: over.state_cache_mib.or(self.state_cache_mib),
             grpc_threads: over.grpc_threads.or(self.grpc_threads),
             insecure: over.insecure.or(self.insecure),
             tls: match (self.tls, over.tls) {
@@ -423,6 +436,7 @@ impl Settings {
         };
         positive("checkpoint_interval_ms", self.checkpoint_interval_ms)?;
         positive("block_cache_mib", self.block_cache_mib)?;
+        positive("state_cache_mib", self.state_cache_mib)?;
         positive("grpc_threads", self.grpc_threads)?;
         if self.grpc_threads.is_some_and(|n| n > MAX_GRPC_THREADS) {
             return Err(ConfigError::Rule {
@@ -486,9 +500,10 @@ impl Settings {
                     .map_or(defaults.checkpoint_interval, Duration::from_millis),
                 block_cache_bytes: self
                     .block_cache_mib
-                    .map_or(defaults.block_cache_bytes, |mib| {
-                        usize::try_from(mib.saturating_mul(MIB)).unwrap_or(usize::MAX)
-                    }),
+                    .map_or(defaults.block_cache_bytes, mib_to_bytes),
+                state_cache_bytes: self
+                    .state_cache_mib
+                    .map_or(defaults.state_cache_bytes, mib_to_bytes),
                 grpc_threads: self
                     .grpc_threads
                     .map_or(defaults.grpc_threads, |n| n as usize),

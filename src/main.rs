@@ -1026,6 +1026,11 @@ struct ServeArgs {
     /// 64].
     #[arg(long, env = "CONSENT_LEDGER_BLOCK_CACHE_MIB")]
     block_cache_mib: Option<u64>,
+    /// Decoded contact states kept in memory, in MiB (estimated): `Check` and the writer
+    /// find a state there without reading the storage engine [default: an eighth of the
+    /// memory the server may use, at least 32].
+    #[arg(long, env = "CONSENT_LEDGER_STATE_CACHE_MIB")]
+    state_cache_mib: Option<u64>,
     /// Threads serving gRPC; each takes its share of the connections and serves them
     /// alone [default: one per core].
     #[arg(long, env = "CONSENT_LEDGER_GRPC_THREADS")]
@@ -1068,6 +1073,7 @@ impl ServeArgs {
             log_origin: self.log_origin.clone(),
             checkpoint_interval_ms: self.checkpoint_interval_ms,
             block_cache_mib: self.block_cache_mib,
+            state_cache_mib: self.state_cache_mib,
             grpc_threads: self.grpc_threads,
             insecure: self.insecure.then_some(true),
             tls,

@@ -91,6 +91,14 @@ pub struct Metrics {
     pub storage_block_cache_capacity_bytes: Gauge,
     /// 1 while the engine stops writes until compaction catches up.
     pub storage_writes_stopped: Gauge,
+    /// Lookups of a contact's current state found in the state cache.
+    pub state_cache_hits: Counter,
+    /// Lookups of a contact's current state read from the store instead.
+    pub state_cache_misses: Counter,
+    /// Estimated bytes held by the state cache (set when scraped).
+    pub state_cache_bytes: Gauge,
+    /// The state cache's capacity (set when scraped).
+    pub state_cache_capacity_bytes: Gauge,
     /// Open data-subject requests by kind and regime (set when scraped).
     pub open_requests: Family<RequestLabels, Gauge>,
     /// Open requests past their due date, by kind and regime (set when scraped).
@@ -129,6 +137,10 @@ impl Metrics {
             storage_block_cache_bytes: Gauge::default(),
             storage_block_cache_capacity_bytes: Gauge::default(),
             storage_writes_stopped: Gauge::default(),
+            state_cache_hits: Counter::default(),
+            state_cache_misses: Counter::default(),
+            state_cache_bytes: Gauge::default(),
+            state_cache_capacity_bytes: Gauge::default(),
             open_requests: Family::default(),
             overdue_requests: Family::default(),
             registry: Registry::default(),
@@ -239,9 +251,29 @@ impl Metrics {
                 "1 while the storage engine stops writes until compaction catches up",
                 &metrics.storage_writes_stopped,
             ),
+            (
+                "state_cache_bytes",
+                "Estimated bytes of decoded contact states held in memory",
+                &metrics.state_cache_bytes,
+            ),
+            (
+                "state_cache_capacity_bytes",
+                "Capacity of the contact state cache (state_cache_mib)",
+                &metrics.state_cache_capacity_bytes,
+            ),
         ] {
             registry.register(name, help, gauge.clone());
         }
+        registry.register(
+            "state_cache_hits",
+            "Lookups of a contact's current state (Check, the writer) answered from memory",
+            metrics.state_cache_hits.clone(),
+        );
+        registry.register(
+            "state_cache_misses",
+            "Lookups of a contact's current state read from the storage engine",
+            metrics.state_cache_misses.clone(),
+        );
         registry.register(
             "open_requests",
             "Open data-subject requests by kind and regime",

@@ -27,7 +27,7 @@ use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::service::auth::{reload_callers, AuthLayer, Authenticator, Callers, CallersError};
 use crate::service::eligibility::{ActivateError, Policies};
 use crate::service::{AdminApi, AuditApi, EligibilityApi, LedgerApi, RightsApi};
-use crate::store::{Checkpointer, Store, StoreError};
+use crate::store::{CacheSizes, Checkpointer, Store, StoreError};
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -128,23 +128,26 @@ pub async fn run(
         source,
     };
     let data_dir = config.data_dir.clone();
-    let block_cache_bytes = config.block_cache_bytes;
-    let store =
-        tokio::task::spawn_blocking(move || Store::open_with_cache(&data_dir, block_cache_bytes))
-            .await
-            .map_err(|_| store_error(StoreError::WriterStopped))?
-            .map_err(|err| match err {
-                StoreError::Corrupt(detail) => ServerError::Damaged {
-                    path: config.data_dir.display().to_string(),
-                    detail,
-                },
-                other => store_error(other),
-            })?;
+    let caches = CacheSizes {
+        block_bytes: config.block_cache_bytes,
+        state_bytes: config.state_cache_bytes,
+    };
+    let store = tokio::task::spawn_blocking(move || Store::open_with_caches(&data_dir, caches))
+        .await
+        .map_err(|_| store_error(StoreError::WriterStopped))?
+        .map_err(|err| match err {
+            StoreError::Corrupt(detail) => ServerError::Damaged {
+                path: config.data_dir.display().to_string(),
+                detail,
+            },
+            other => store_error(other),
+        })?;
     let head = store.tree_head().map_err(store_error)?;
     tracing::info!(
         tree_size = head.size,
         root = %hex::encode(head.root),
-        block_cache_mib = block_cache_bytes >> 20,
+        block_cache_mib = caches.block_bytes >> 20,
+        state_cache_mib = caches.state_bytes >> 20,
         "ledger opened"
     );
     let (key_path, create_key) = match &config.checkpoint_key {
@@ -694,6 +697,7 @@ pub fn check_settings(
         log_origin: serve.log_origin.clone(),
         checkpoint_interval_ms: Some(serve.checkpoint_interval.as_millis() as u64),
         block_cache_mib: Some((serve.block_cache_bytes >> 20) as u64),
+        state_cache_mib: Some((serve.state_cache_bytes >> 20) as u64),
         grpc_threads: Some(serve.grpc_threads as u64),
         insecure: Some(resolved.insecure),
         tls: serve.tls.as_ref().map(|t| TlsSettings {
@@ -808,6 +812,7 @@ fn scrape(store: &Store) -> Result<String, StoreError> {
         .entries_after_checkpoint
         .set(head.size.saturating_sub(latest.map_or(0, |c| c.size)) as i64);
     let engine = store.engine_stats()?;
+    let state_cache = store.state_cache_usage();
     let bytes = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
     for (gauge, value) in [
         (
@@ -830,6 +835,8 @@ fn scrape(store: &Store) -> Result<String, StoreError> {
             &metrics.storage_writes_stopped,
             u64::from(engine.writes_stopped),
         ),
+        (&metrics.state_cache_bytes, state_cache.0 as u64),
+        (&metrics.state_cache_capacity_bytes, state_cache.1 as u64),
     ] {
         gauge.set(bytes(value));
     }

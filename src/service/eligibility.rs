@@ -514,8 +514,8 @@ impl EligibilityService for EligibilityApi {
             "",
         )?;
         let (activation, note) = target.activation(&self.policies.book(), "")?;
-        // "Now" is one point read: answered inline when memtables and the block cache hold
-        // it, so the common case never waits for a blocking thread.
+        // "Now" is one lookup: answered inline when the state cache, memtables or the
+        // block cache hold it, so the common case never waits for a blocking thread.
         if target.at.is_none() {
             if let Some((Some(state), tree_size)) =
                 self.store.contact_state_from_memory(&contact)?
@@ -530,9 +530,14 @@ impl EligibilityService for EligibilityApi {
         }
         let store = self.store.clone();
         let decision = blocking(move || {
-            let (mut states, tree_size) =
-                states_for(&store, std::slice::from_ref(&contact), &target)?;
-            let state = states.pop().flatten();
+            let (state, tree_size) = match target.at {
+                None => store.contact_state_with_size(&contact)?,
+                Some((_, cutoff)) => {
+                    let (mut states, tree_size) =
+                        store.contact_states_at(std::slice::from_ref(&contact), cutoff)?;
+                    (states.pop().flatten().map(Arc::new), tree_size)
+                }
+            };
             // Unknown now and then: the contact does not exist. Unknown only then: an answer.
             if state.is_none() && store.chain_head(&contact)?.is_none() {
                 return Err(Status::not_found(format!(
@@ -540,7 +545,7 @@ impl EligibilityService for EligibilityApi {
                 )));
             }
             let frame = Frame::new(&target, &activation, note.as_deref(), tree_size);
-            Ok(frame.answer(request.contact_id, state.as_ref()))
+            Ok(frame.answer(request.contact_id, state.as_deref()))
         })
         .await?;
         self.store

@@ -21,11 +21,6 @@ impl Store {
             keys::ALL,
             false,
         )?;
-        let copy = Store {
-            db: std::sync::Arc::new(db),
-            metrics: std::sync::Arc::new(crate::metrics::Metrics::new()),
-            space: std::sync::Arc::new(super::DiskSpace::new(dir.to_path_buf())),
-        };
-        copy.tree_head()
+        Store::over(db, dir, 0).tree_head()
     }
 }

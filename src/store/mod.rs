@@ -10,6 +10,7 @@ mod policies;
 mod proofs;
 mod requests;
 mod space;
+mod states;
 mod verify;
 mod writer;
 
@@ -27,6 +28,7 @@ use crate::ledger::projection::{state_at, ChainHead, Cutoff, StateRecord};
 use crate::ledger::{ContactState, Hash};
 use crate::metrics::Metrics;
 use crate::model::ContactId;
+use states::StateCache;
 
 pub use checkpoints::{Checkpointer, StoredCheckpoint};
 pub use personal::PurgeReport;
@@ -155,11 +157,43 @@ fn decode_state<T: StateRecord>(contact: &ContactId, bytes: &[u8]) -> Result<T, 
 /// [`crate::memory::available`]), at least 64 MiB; 256 MiB where that cannot be read.
 /// The cache takes memory only as blocks are read into it.
 pub fn default_block_cache_bytes() -> usize {
-    crate::memory::available().map_or(256 << 20, |bytes| {
-        usize::try_from(bytes / 4)
+    share_of_memory(4, 64 << 20, 256 << 20)
+}
+
+/// Size of the cache of decoded contact states, unless configured: an eighth of the memory
+/// the process may use, at least 32 MiB; 128 MiB where that cannot be read. It takes
+/// memory only as states are read or written.
+pub fn default_state_cache_bytes() -> usize {
+    share_of_memory(8, 32 << 20, 128 << 20)
+}
+
+/// `1 / divisor` of the memory the process may use, at least `floor`; `unknown` where
+/// that cannot be read.
+fn share_of_memory(divisor: u64, floor: usize, unknown: usize) -> usize {
+    crate::memory::available().map_or(unknown, |bytes| {
+        usize::try_from(bytes / divisor)
             .unwrap_or(usize::MAX)
-            .max(64 << 20)
+            .max(floor)
     })
+}
+
+/// Memory the store may give its caches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheSizes {
+    /// The storage engine's block cache, shared by every column family.
+    pub block_bytes: usize,
+    /// Decoded contact states (estimated bytes).
+    pub state_bytes: usize,
+}
+
+impl Default for CacheSizes {
+    /// [`default_block_cache_bytes`] and [`default_state_cache_bytes`].
+    fn default() -> Self {
+        Self {
+            block_bytes: default_block_cache_bytes(),
+            state_bytes: default_state_cache_bytes(),
+        }
+    }
 }
 
 /// Write-ahead log kept before the families holding its oldest file are flushed.
@@ -203,23 +237,29 @@ pub struct EngineStats {
     pub writes_stopped: bool,
 }
 
+/// A contact's current state (`None` for one never registered) and a tree size it is
+/// complete at: every entry of the contact within that size, and none after it.
+pub type StateAt = (Option<Arc<ContactState>>, u64);
+
 /// The ledger's RocksDB database. Cheap to clone; safe to share between threads.
 #[derive(Debug, Clone)]
 pub struct Store {
     db: Arc<DB>,
     metrics: Arc<Metrics>,
     space: Arc<DiskSpace>,
+    states: Arc<StateCache>,
+    state_cache_bytes: usize,
 }
 
 impl Store {
-    /// Opens (or creates) the ledger in `path`, with the default block cache.
+    /// Opens (or creates) the ledger in `path`, with caches of the default sizes.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        Self::open_with_cache(path, default_block_cache_bytes())
+        Self::open_with_caches(path, CacheSizes::default())
     }
 
-    /// Opens (or creates) the ledger in `path`, with a block cache of
-    /// `block_cache_bytes` shared by every column family.
-    pub fn open_with_cache(path: &Path, block_cache_bytes: usize) -> Result<Self, StoreError> {
+    /// Opens (or creates) the ledger in `path`, with caches of the sizes given.
+    pub fn open_with_caches(path: &Path, caches: CacheSizes) -> Result<Self, StoreError> {
+        let block_cache_bytes = caches.block_bytes;
         let mut options = Options::default();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
@@ -303,13 +343,28 @@ impl Store {
                 _ => StoreError::Engine(e),
             }
         })?;
-        let store = Self {
-            db: Arc::new(db),
-            metrics: Arc::new(Metrics::new()),
-            space: Arc::new(DiskSpace::new(path.to_path_buf())),
-        };
+        let store = Self::over(db, path, caches.state_bytes);
         store.upgrade_merkle_rows()?;
+        store.states.publish(store.tree_head()?.size);
         Ok(store)
+    }
+
+    /// The store over an open database in `path`, with a state cache of
+    /// `state_cache_bytes`.
+    fn over(db: DB, path: &Path, state_cache_bytes: usize) -> Self {
+        let metrics = Arc::new(Metrics::new());
+        let states = StateCache::new(
+            state_cache_bytes,
+            metrics.state_cache_hits.clone(),
+            metrics.state_cache_misses.clone(),
+        );
+        Self {
+            db: Arc::new(db),
+            metrics,
+            space: Arc::new(DiskSpace::new(path.to_path_buf())),
+            states: Arc::new(states),
+            state_cache_bytes,
+        }
     }
 
     /// Ledgers written before leaf tiles hold a row per leaf, and rows for Merkle levels
@@ -498,40 +553,47 @@ impl Store {
         }
     }
 
-    /// The contact's current state and the tree size it belongs to, from one snapshot.
+    /// The contact's current state and a tree size it is complete at: from the state
+    /// cache, or read from one snapshot (and kept in the cache).
     pub fn contact_state_with_size(
         &self,
         contact: &ContactId,
-    ) -> Result<(Option<ContactState>, u64), StoreError> {
-        let snapshot = self.db.snapshot();
-        let state = snapshot
-            .get_pinned_cf(self.cf(keys::STATE), contact.as_str())?
-            .map(|bytes| decode_state(contact, &bytes))
-            .transpose()?;
-        Ok((state, self.tree_size_in(&snapshot)?))
+    ) -> Result<StateAt, StoreError> {
+        let read = self.read_state(contact, rocksdb::ReadTier::All)?;
+        Ok(read.expect("a read through every tier is never incomplete"))
     }
 
-    /// Like [`Store::contact_state_with_size`], but only from memory (memtables and the
-    /// block cache): `Ok(None)` when answering would need a disk read. An async caller
-    /// answers inline when this succeeds and sends only the rest to a blocking thread.
+    /// Like [`Store::contact_state_with_size`], but only from memory (the state cache,
+    /// memtables and the block cache): `Ok(None)` when answering would need a disk read.
+    /// An async caller answers inline when this succeeds and sends only the rest to a
+    /// blocking thread.
     pub fn contact_state_from_memory(
         &self,
         contact: &ContactId,
-    ) -> Result<Option<(Option<ContactState>, u64)>, StoreError> {
-        let memory_only = || {
-            let mut options = rocksdb::ReadOptions::default();
-            options.set_read_tier(rocksdb::ReadTier::BlockCache);
-            options
-        };
+    ) -> Result<Option<StateAt>, StoreError> {
+        self.read_state(contact, rocksdb::ReadTier::BlockCache)
+    }
+
+    /// The contact's state from the cache, else from one snapshot read through `tier`
+    /// (`None` if that tier cannot answer), with a tree size it is complete at.
+    fn read_state(
+        &self,
+        contact: &ContactId,
+        tier: rocksdb::ReadTier,
+    ) -> Result<Option<StateAt>, StoreError> {
+        if let Some((state, size)) = self.states.get(contact) {
+            return Ok(Some((Some(state), size)));
+        }
+        let ticket = self.states.ticket(contact);
         let snapshot = self.db.snapshot();
-        let read = |cf: &str, key: &[u8]| match snapshot.get_pinned_cf_opt(
-            self.cf(cf),
-            key,
-            memory_only(),
-        ) {
-            Ok(value) => Ok(Some(value)),
-            Err(e) if e.kind() == rocksdb::ErrorKind::Incomplete => Ok(None),
-            Err(e) => Err(StoreError::from(e)),
+        let read = |cf: &str, key: &[u8]| {
+            let mut options = rocksdb::ReadOptions::default();
+            options.set_read_tier(tier);
+            match snapshot.get_pinned_cf_opt(self.cf(cf), key, options) {
+                Ok(value) => Ok(Some(value)),
+                Err(e) if e.kind() == rocksdb::ErrorKind::Incomplete => Ok(None),
+                Err(e) => Err(StoreError::from(e)),
+            }
         };
         let Some(state) = read(keys::STATE, contact.as_str().as_bytes())? else {
             return Ok(None);
@@ -545,9 +607,17 @@ impl Store {
             None => 0,
         };
         let state = state
-            .map(|bytes| decode_state(contact, &bytes))
+            .map(|bytes| decode_state(contact, &bytes).map(Arc::new))
             .transpose()?;
+        if let Some(state) = &state {
+            self.states.keep(ticket, contact, state, size);
+        }
         Ok(Some((state, size)))
+    }
+
+    /// Estimated bytes held by the cache of decoded contact states, and its capacity.
+    pub fn state_cache_usage(&self) -> (usize, usize) {
+        (self.states.usage().0, self.state_cache_bytes)
     }
 
     /// The current states of many contacts (`None` for an unknown one), in order, and the
@@ -627,9 +697,17 @@ impl Store {
             .transpose()
     }
 
-    /// The contact's current state, or `None` for a contact never registered.
-    pub fn contact_state(&self, contact: &ContactId) -> Result<Option<ContactState>, StoreError> {
-        self.state_record(contact)
+    /// The contact's current state, or `None` for a contact never registered: from the
+    /// state cache, else one point read (not kept: without a snapshot it has no tree size
+    /// to be kept with; the writer, its main caller, puts in every state it writes).
+    pub fn contact_state(
+        &self,
+        contact: &ContactId,
+    ) -> Result<Option<Arc<ContactState>>, StoreError> {
+        if let Some((state, _)) = self.states.get(contact) {
+            return Ok(Some(state));
+        }
+        Ok(self.state_record(contact)?.map(Arc::new))
     }
 
     /// The head of a contact's chain, or of one of the ledger's own chains (see

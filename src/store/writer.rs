@@ -11,7 +11,6 @@
 //! only the digest of the sealed record. An erasure destroys the data key and every
 //! sealed record of the contact and suppresses its identities, in the same batch.
 
-use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::task::Poll;
@@ -39,8 +38,6 @@ const MAX_GROUP_EVENTS: usize = 8192;
 const PIPELINED_EVENTS: usize = 256;
 /// Append requests that may wait for the writer before callers are slowed down.
 const QUEUE_DEPTH: usize = 4096;
-/// Contacts in each generation of [`RecentStates`].
-const RECENT_STATES: usize = 8192;
 
 /// Proof that an event is in the ledger.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,7 +186,6 @@ pub(super) fn start(
         handoff,
         outcomes,
         in_flight: None,
-        recent: RecentStates::default(),
     };
     let thread = std::thread::Builder::new()
         .name("ledger-writer".into())
@@ -222,8 +218,6 @@ struct Writer {
     /// Whether each group handed over was written, in order.
     outcomes: mpsc::UnboundedReceiver<bool>,
     in_flight: Option<InFlight>,
-    /// The states of contacts written by recent groups.
-    recent: RecentStates,
 }
 
 /// The group the commit thread holds, as the writer keeps it until it is known written.
@@ -271,7 +265,6 @@ impl Writer {
                     self.frontier.clone(),
                     now,
                     before.as_deref(),
-                    &self.recent,
                 );
                 for job in &jobs {
                     outcomes.push(stage_job(&mut group, job)?);
@@ -302,7 +295,6 @@ impl Writer {
                 group.finish()
             });
             let pipelined = before.is_some();
-            // (Released first, so that `settle` can take the group's states as they are.)
             drop(before);
             let staged = if pipelined && !self.settle(written) {
                 self.stage(&jobs, now)
@@ -339,22 +331,14 @@ impl Writer {
     }
 
     /// Waits until the group in flight, if any, is written (unless `written` already says
-    /// whether it was): if it was, keeps the states it wrote; if it was not, takes the
-    /// tree back to before it. Returns whether it was written.
+    /// whether it was): if it was not, takes the tree back to before it. (The states it
+    /// wrote are in the store's state cache by then.) Returns whether it was written.
     fn settle(&mut self, written: Option<bool>) -> bool {
         let Some(flight) = self.in_flight.take() else {
             return true;
         };
         let written = written.unwrap_or_else(|| self.outcomes.blocking_recv().unwrap_or(false));
-        if written {
-            // The commit thread has let go of the group by now, so this does not copy.
-            let states = Arc::try_unwrap(flight.changes)
-                .map(|changes| changes.states)
-                .unwrap_or_else(|shared| shared.states.clone());
-            for (contact, state) in states {
-                self.recent.insert(contact, state);
-            }
-        } else {
+        if !written {
             self.frontier = flight.frontier_before;
         }
         written
@@ -367,14 +351,7 @@ impl Writer {
         jobs: &[Job],
         now: DateTime<Utc>,
     ) -> Result<(Outcomes, Frontier, Staged), StoreError> {
-        let mut group = Group::new(
-            &self.store,
-            &self.keyring,
-            self.frontier.clone(),
-            now,
-            None,
-            &self.recent,
-        );
+        let mut group = Group::new(&self.store, &self.keyring, self.frontier.clone(), now, None);
         let outcomes = jobs
             .iter()
             .map(|job| stage_job(&mut group, job))
@@ -535,7 +512,7 @@ struct KeyUse {
 
 /// What a staged group changed that the next group must see while it is being written.
 struct Changes {
-    states: HashMap<ContactId, ContactState>,
+    states: HashMap<ContactId, Arc<ContactState>>,
     internal_heads: HashMap<ContactId, ChainHead>,
     key_uses: HashMap<String, KeyUse>,
     data_keys: HashMap<ContactId, Option<DataKey>>,
@@ -549,38 +526,6 @@ struct Changes {
 
 /// A leaf tile's key and bytes.
 type TileRow = ([u8; 9], Vec<u8>);
-
-/// The states of contacts written by recent groups, so that a contact appended to again
-/// soon (a registration, then its consent, then the confirmation) is not read back from
-/// the store: under unary appends that read, a search of the memtable's skip list and a
-/// decode, was about a quarter of the writer's time. It holds only states known to be
-/// written (a group's are taken in once the commit thread reports it durable), so a group
-/// that failed leaves nothing here, and it is the only copy the writer consults after the
-/// group in flight: nothing else writes contact states.
-///
-/// Bounded by two generations of at most [`RECENT_STATES`] contacts: when the young one is
-/// full, the old one is dropped and the young one takes its place. A contact written
-/// again moves to the young one, so a steady working set of up to that many contacts is
-/// always found here.
-#[derive(Default)]
-struct RecentStates {
-    young: HashMap<ContactId, ContactState>,
-    old: HashMap<ContactId, ContactState>,
-}
-
-impl RecentStates {
-    fn get(&self, contact: &ContactId) -> Option<&ContactState> {
-        self.young.get(contact).or_else(|| self.old.get(contact))
-    }
-
-    fn insert(&mut self, contact: ContactId, state: ContactState) {
-        self.old.remove(&contact);
-        if self.young.len() >= RECENT_STATES && !self.young.contains_key(&contact) {
-            self.old = std::mem::take(&mut self.young);
-        }
-        self.young.insert(contact, state);
-    }
-}
 
 /// A group staged and not yet written: the batch, and the rows written at commit in key
 /// order (see [`Staged::write`]).
@@ -601,7 +546,6 @@ struct Group<'s> {
     store: &'s Store,
     keyring: &'s Keyring,
     before: Option<&'s Changes>,
-    recent: &'s RecentStates,
     frontier: Frontier,
     now: DateTime<Utc>,
     batch: WriteBatch,
@@ -611,7 +555,7 @@ struct Group<'s> {
     /// key order (see [`Group::commit`]).
     nodes: Vec<([u8; 9], Hash)>,
     index_rows: Vec<(Vec<u8>, [u8; 8])>,
-    states: HashMap<ContactId, ContactState>,
+    states: HashMap<ContactId, Arc<ContactState>>,
     /// Heads of the ledger's own chains touched by the group.
     internal_heads: HashMap<ContactId, ChainHead>,
     key_uses: HashMap<String, KeyUse>,
@@ -636,13 +580,11 @@ impl<'s> Group<'s> {
         frontier: Frontier,
         now: DateTime<Utc>,
         before: Option<&'s Changes>,
-        recent: &'s RecentStates,
     ) -> Self {
         Self {
             store,
             keyring,
             before,
-            recent,
             frontier,
             now,
             batch: WriteBatch::default(),
@@ -767,15 +709,13 @@ impl<'s> Group<'s> {
     }
 
     /// The contact's state as this group sees it: staged by the group, by the group in
-    /// flight, written recently, or stored.
-    fn state(&self, contact: &ContactId) -> Result<Option<Cow<'s, ContactState>>, StoreError> {
-        if let Some(staged) = self.states.get(contact) {
-            return Ok(Some(Cow::Owned(staged.clone())));
-        }
-        let before = self.before.and_then(|before| before.states.get(contact));
-        match before.or_else(|| self.recent.get(contact)) {
-            Some(state) => Ok(Some(Cow::Borrowed(state))),
-            None => Ok(self.store.contact_state(contact)?.map(Cow::Owned)),
+    /// flight, or written (from the store's state cache, or read from the store: nothing
+    /// else writes contact states).
+    fn state(&self, contact: &ContactId) -> Result<Option<Arc<ContactState>>, StoreError> {
+        let staged = self.states.get(contact);
+        match staged.or_else(|| self.before?.states.get(contact)) {
+            Some(state) => Ok(Some(Arc::clone(state))),
+            None => self.store.contact_state(contact),
         }
     }
 
@@ -942,7 +882,8 @@ impl<'s> Group<'s> {
                         &next,
                     );
                 }
-                self.states.insert(event.contact_id.clone(), *next);
+                self.states
+                    .insert(event.contact_id.clone(), Arc::new(*next));
             }
             Next::Internal(head) => {
                 self.internal_heads.insert(event.contact_id.clone(), head);
@@ -1090,7 +1031,7 @@ impl Staged {
         let mut states: Vec<_> = changes.states.iter().collect();
         states.sort_unstable_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
         for (contact, state) in states {
-            let bytes = projection::encode_state(state);
+            let bytes = projection::encode_state(state.as_ref());
             batch.put_cf(db.cf(keys::STATE), contact.as_str(), bytes);
         }
         for (chain, chain_head) in &changes.internal_heads {
@@ -1116,6 +1057,9 @@ impl Staged {
         sync.set_sync(true);
         let started = std::time::Instant::now();
         db.db.write_opt(batch, &sync)?;
+        // Durable: readers may see the group's states from here on, before its callers
+        // are answered.
+        db.states.written(&changes.states, head.size);
         let metrics = db.metrics();
         metrics
             .commit_seconds
@@ -1365,9 +1309,7 @@ mod tests {
             before: Option<&Changes>,
             now: DateTime<Utc>,
         ) -> (Vec<Result<Pending, AppendError>>, Frontier, Staged) {
-            let recent = RecentStates::default();
-            let mut staging =
-                Group::new(&self.store, &self.keyring, frontier, now, before, &recent);
+            let mut staging = Group::new(&self.store, &self.keyring, frontier, now, before);
             let outcomes = group
                 .iter()
                 .map(|s| staging.apply("test", s).unwrap())
@@ -1481,7 +1423,6 @@ mod tests {
                 handoff,
                 outcomes,
                 in_flight: None,
-                recent: RecentStates::default(),
             };
             let writing = std::thread::spawn(move || writer.run(queue));
             Self {
@@ -1676,5 +1617,90 @@ mod tests {
             .store
             .contact_state(&ContactId::parse("contact_id", "a").unwrap());
         assert_eq!(state.unwrap().unwrap().head_hash, last.entry_hash);
+    }
+
+    /// States read while groups are written, from the state cache or the store, are each
+    /// complete at the tree size reported with them: exactly the contact's entries within
+    /// that size. With no room in the cache, every read is a miss that may be kept, racing
+    /// the commit thread's puts.
+    #[test]
+    fn states_read_during_appends_are_complete_at_the_size_read_with_them() {
+        for state_bytes in [64 << 20, 0] {
+            let dir = tempfile::tempdir().unwrap();
+            let caches = crate::store::CacheSizes {
+                block_bytes: 8 << 20,
+                state_bytes,
+            };
+            let store = Store::open_with_caches(dir.path(), caches).unwrap();
+            let keyring = Arc::new(Keyring::new(&MasterKey::from_bytes([7; 32])));
+            let (writer, thread) = store.start_writer(keyring).unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            let append = |submissions| {
+                for result in runtime
+                    .block_on(writer.append("test", submissions))
+                    .unwrap()
+                {
+                    result.unwrap();
+                }
+            };
+            let contacts = ["a", "b"].map(|c| ContactId::parse("contact_id", c).unwrap());
+            append(vec![registered("a"), registered("b")]);
+            let done = std::sync::atomic::AtomicBool::new(false);
+            let seen = std::thread::scope(|scope| {
+                let readers: Vec<_> = (0..2)
+                    .map(|n| {
+                        let (store, contacts, done) = (&store, &contacts, &done);
+                        scope.spawn(move || {
+                            let mut seen = Vec::new();
+                            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                                let contact = &contacts[seen.len() % 2];
+                                let read = if n == 0 {
+                                    store.contact_state_with_size(contact).unwrap()
+                                } else {
+                                    match store.contact_state_from_memory(contact).unwrap() {
+                                        Some(read) => read,
+                                        None => continue,
+                                    }
+                                };
+                                let state = read.0.unwrap();
+                                seen.push((contact.clone(), state.head_contact_seq, read.1));
+                            }
+                            seen
+                        })
+                    })
+                    .collect();
+                // Groups of one and of two, each contact written in some and not others.
+                for round in 0..150 {
+                    match round % 3 {
+                        0 => append(vec![granted("a", "")]),
+                        1 => append(vec![granted("b", "")]),
+                        _ => append(vec![granted("a", ""), granted("b", "")]),
+                    }
+                }
+                done.store(true, std::sync::atomic::Ordering::Relaxed);
+                readers
+                    .into_iter()
+                    .flat_map(|r| r.join().unwrap())
+                    .collect::<Vec<_>>()
+            });
+            drop(writer);
+            thread.join();
+            // Each contact's entries, by global seq.
+            let seqs = contacts.clone().map(|contact| {
+                let (entries, _) = store.history(&contact, 0, usize::MAX).unwrap();
+                entries.iter().map(|e| e.entry.seq).collect::<Vec<_>>()
+            });
+            assert!(seen.len() > 300, "only {} reads", seen.len());
+            for (contact, head_contact_seq, size) in seen {
+                let entries = &seqs[usize::from(contact.as_str() == "b")];
+                let within = entries.iter().filter(|seq| **seq <= size).count() as u64;
+                assert_eq!(
+                    head_contact_seq, within,
+                    "{contact} at size {size}, cache of {state_bytes} bytes"
+                );
+            }
+        }
     }
 }
