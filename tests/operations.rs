@@ -96,13 +96,24 @@ mod metrics {
             response.contains(&capacity),
             "missing {capacity:?} in\n{response}"
         );
+        let gauge = |name: &str| -> u64 {
+            response
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in\n{response}"))
+        };
         // What was appended sits in the memtables.
-        let memtables: u64 = response
-            .lines()
-            .find_map(|l| l.strip_prefix("consent_ledger_storage_memtable_bytes "))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no memtable gauge in\n{response}"));
-        assert!(memtables > 0, "{response}");
+        assert!(gauge("consent_ledger_storage_memtable_bytes") > 0);
+        // The state cache: every state written is put in, so the only lookups that missed
+        // are the writer's for the three contacts it registered, and both checks hit.
+        assert_eq!(gauge("consent_ledger_state_cache_misses_total"), 3);
+        assert!(gauge("consent_ledger_state_cache_hits_total") >= 2);
+        assert!(gauge("consent_ledger_state_cache_bytes") > 0);
+        assert_eq!(
+            gauge("consent_ledger_state_cache_capacity_bytes"),
+            consent_ledger::store::default_state_cache_bytes() as u64
+        );
         assert!(response.contains("consent_ledger_commit_seconds_bucket"));
         assert!(response.contains("consent_ledger_checkpoint_age_seconds"));
         // Nothing personal: no email address, no contact id.

@@ -248,7 +248,6 @@ pub struct Store {
     metrics: Arc<Metrics>,
     space: Arc<DiskSpace>,
     states: Arc<StateCache>,
-    state_cache_bytes: usize,
 }
 
 impl Store {
@@ -363,7 +362,6 @@ impl Store {
             metrics,
             space: Arc::new(DiskSpace::new(path.to_path_buf())),
             states: Arc::new(states),
-            state_cache_bytes,
         }
     }
 
@@ -555,10 +553,7 @@ impl Store {
 
     /// The contact's current state and a tree size it is complete at: from the state
     /// cache, or read from one snapshot (and kept in the cache).
-    pub fn contact_state_with_size(
-        &self,
-        contact: &ContactId,
-    ) -> Result<StateAt, StoreError> {
+    pub fn contact_state_with_size(&self, contact: &ContactId) -> Result<StateAt, StoreError> {
         let read = self.read_state(contact, rocksdb::ReadTier::All)?;
         Ok(read.expect("a read through every tier is never incomplete"))
     }
@@ -617,7 +612,7 @@ impl Store {
 
     /// Estimated bytes held by the cache of decoded contact states, and its capacity.
     pub fn state_cache_usage(&self) -> (usize, usize) {
-        (self.states.usage().0, self.state_cache_bytes)
+        self.states.usage()
     }
 
     /// The current states of many contacts (`None` for an unknown one), in order, and the
