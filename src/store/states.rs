@@ -27,9 +27,9 @@
 //!
 //! Each shard keeps two generations of entries: when the young one's estimated bytes
 //! reach its share of half the capacity, the old one is dropped and the young one takes
-//! its place; a state found in the old one moves to the young one. So the states read or
-//! written within the last half of the capacity are always found, and the whole never
-//! holds much more than the capacity.
+//! its place; a state found in the old one moves to the young one. So a working set of up
+//! to about half the capacity (spread over the shards by hash) stays in, and the whole
+//! never holds much more than the capacity.
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
